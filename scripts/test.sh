@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command: sets up what is missing (scripts/bootstrap.sh), then runs lint, types and
+# the whole test suite against the running Mosquitto/PostgreSQL, or throwaway ones it starts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/bootstrap.sh
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+.venv/bin/ruff check shared services tests benchmarks
+.venv/bin/ruff format --check shared services tests benchmarks
+.venv/bin/mypy
+.venv/bin/docker-compose config -q 2>/dev/null || docker-compose config -q
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,1 @@
+"""The five services: capture, inference, levels, ingest, dashboard; and the `soundscape` CLI."""

@@ -1,0 +1,53 @@
+"""`soundscape`: one entry point for every service and tool.
+
+    soundscape capture ...      stream a microphone (or replay files) to the broker
+    soundscape inference ...    classify audio chunks (AST, ONNX or YAMNet)
+    soundscape levels ...       sound levels and acoustic indices
+    soundscape ingest ...       store results in PostgreSQL
+    soundscape dashboard ...    the Streamlit dashboard
+    soundscape stack ...        run the whole pipeline as local processes
+    soundscape <cmd> --help     options of one command
+
+Each command's module exposes `main(argv) -> int`; settings come from the environment
+(see docs/configuration.md) and command-line options override them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+#: command -> module that implements it
+COMMANDS: dict[str, str] = {
+    "capture": "services.capture.app",
+    "inference": "services.inference.app",
+    "export-onnx": "services.inference.export",
+    "levels": "services.levels.app",
+    "calibrate": "services.levels.calibrate",
+    "ingest": "services.ingest.app",
+    "dashboard": "services.dashboard.app",
+    "stack": "services.stack",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch to a command's `main`."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in {"-h", "--help", "help"}:
+        print(__doc__)
+        print("commands:", ", ".join(COMMANDS))
+        return 0
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        print(
+            f"soundscape: unknown command {command!r}; one of: {', '.join(COMMANDS)}",
+            file=sys.stderr,
+        )
+        return 2
+    module = importlib.import_module(COMMANDS[command])
+    result: int = module.main(rest)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

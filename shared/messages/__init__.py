@@ -1,0 +1,35 @@
+"""One versioned message class per topic. Import them from here."""
+
+from shared.messages.audio import AudioChunk
+from shared.messages.base import JSON, MSGPACK, Message, check_id, check_prefix
+from shared.messages.results import (
+    RESULT_TYPES,
+    Calibration,
+    IndicesResult,
+    LabelScore,
+    LabelsResult,
+    LevelsResult,
+    LevelsSummary,
+    NoiseEvent,
+)
+from shared.messages.status import Status
+from shared.messages.window import WindowMessage
+
+__all__ = [
+    "JSON",
+    "MSGPACK",
+    "RESULT_TYPES",
+    "AudioChunk",
+    "Calibration",
+    "IndicesResult",
+    "LabelScore",
+    "LabelsResult",
+    "LevelsResult",
+    "LevelsSummary",
+    "Message",
+    "NoiseEvent",
+    "Status",
+    "WindowMessage",
+    "check_id",
+    "check_prefix",
+]

@@ -1,0 +1,255 @@
+"""The MQTT adapter every asyncio service uses: one reconnecting MQTT 5 connection.
+
+- reconnect loop with exponential backoff and jitter;
+- a retained last will `offline` on the node's status topic, `online` after connecting and
+  republished with the service's counters every `status_interval`;
+- an outbox: publishers never touch the client, so a message published while the link is down
+  waits (bounded; when full the oldest is dropped and counted) and goes out after reconnecting.
+
+aiomqtt acknowledges QoS 1 messages before the handler runs: services that must store a message
+before acknowledging it (ingest) use paho-mqtt with manual acks instead (see ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from shared.messages import JSON, MSGPACK, Message, Status
+from shared.settings import MqttSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A received message, reduced to what handlers need."""
+
+    topic: str
+    payload: bytes
+    content_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message waiting in the outbox."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool = False
+    content_type: str | None = None
+
+
+Handler = Callable[[Incoming], Awaitable[None]]
+CountersFn = Callable[[], dict[str, int]]
+
+
+@dataclass
+class Subscription:
+    """A topic filter and its QoS."""
+
+    topic: str
+    qos: int = 0
+
+
+def backoff_delays(lo: float, hi: float) -> Iterator[float]:
+    """Exponential backoff from `lo` to `hi` seconds, with full jitter on the upper half."""
+    delay = lo
+    while True:
+        yield delay / 2 + random.uniform(0, delay / 2)
+        delay = min(hi, delay * 2)
+
+
+@dataclass
+class MqttBus:
+    """One service's connection to the broker. Create inside the running loop; `await run()`."""
+
+    settings: MqttSettings
+    node: str
+    service: str
+    subscriptions: Sequence[Subscription] = ()
+    handler: Handler | None = None
+    counters: CountersFn | None = None
+    outbox_size: int = 10_000
+    client_id: str | None = None
+    clean_start: bool = True
+
+    connected: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    stats: Counter[str] = field(default_factory=Counter, init=False)
+    _outbox: deque[Outgoing] = field(default_factory=deque, init=False)
+    _wakeup: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _idle: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+
+    @property
+    def prefix(self) -> str:
+        """The topic prefix every topic starts with."""
+        return self.settings.topic_prefix
+
+    # --- publishing -------------------------------------------------------------------------
+    def publish(self, msg: Message, content_type: str | None = None) -> None:
+        """Queue a message for publishing on its own topic with its own QoS and retain flag."""
+        ctype = content_type or (
+            JSON if self.settings.results_format == "json" and msg.QOS else MSGPACK
+        )
+        self.publish_raw(
+            Outgoing(
+                msg.topic(self.prefix),
+                msg.encode(ctype),  # type: ignore[arg-type]
+                msg.QOS,
+                msg.RETAIN,
+                ctype,
+            )
+        )
+
+    def publish_raw(self, out: Outgoing) -> None:
+        """Queue bytes for a topic. When the outbox is full the oldest message is dropped."""
+        if len(self._outbox) >= self.outbox_size:
+            self._outbox.popleft()
+            self.stats["outbox_dropped"] += 1
+        self._outbox.append(out)
+        self._idle.clear()
+        self._wakeup.set()
+
+    @property
+    def pending(self) -> int:
+        """Messages waiting in the outbox."""
+        return len(self._outbox)
+
+    async def drained(self, wait_s: float = 10.0) -> bool:
+        """Wait until the outbox is empty (True) or `wait_s` seconds pass (False)."""
+        if self._outbox:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    await self._idle.wait()
+        return not self._outbox
+
+    # --- status -----------------------------------------------------------------------------
+    def status(self, state: str, detail: str | None = None) -> Status:
+        """This node's status message with the current counters."""
+        counters = dict(self.stats)
+        if self.counters is not None:
+            counters.update(self.counters())
+        return Status(
+            device=self.node,
+            service=self.service,
+            state=state,  # type: ignore[arg-type]
+            detail=detail,
+            counters=counters,
+        )
+
+    def set_status(self, state: str, detail: str | None = None) -> None:
+        """Publish a status now (retained)."""
+        self.publish(self.status(state, detail), MSGPACK)
+
+    # --- connection -------------------------------------------------------------------------
+    def _client(self) -> aiomqtt.Client:
+        s = self.settings
+        offline = self.status("offline")
+        will = aiomqtt.Will(offline.topic(self.prefix), offline.encode(), qos=1, retain=True)
+        connect_props = None
+        if not self.clean_start:
+            connect_props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            connect_props.SessionExpiryInterval = 7 * 24 * 3600
+        return aiomqtt.Client(
+            s.host,
+            s.port,
+            username=s.username,
+            password=s.password.get_secret_value() if s.password else None,
+            identifier=self.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            will=will,
+            keepalive=s.keepalive,
+            clean_start=self.clean_start,
+            properties=connect_props,
+            tls_context=ssl.create_default_context() if s.tls else None,
+        )
+
+    async def run(self) -> None:
+        """Stay connected until cancelled: subscribe, publish the outbox, dispatch messages."""
+        delays = backoff_delays(self.settings.reconnect_min, self.settings.reconnect_max)
+        while True:
+            try:
+                async with self._client() as client:
+                    delays = backoff_delays(
+                        self.settings.reconnect_min, self.settings.reconnect_max
+                    )
+                    log.info(
+                        "%s connected to %s:%s",
+                        self.service,
+                        self.settings.host,
+                        self.settings.port,
+                    )
+                    for sub in self.subscriptions:
+                        await client.subscribe(sub.topic, qos=sub.qos)
+                    self.set_status("online")
+                    self.connected.set()
+                    try:
+                        async with asyncio.TaskGroup() as tg:
+                            tg.create_task(self._send(client))
+                            tg.create_task(self._heartbeat())
+                            # Always read: that is how a dropped link is noticed at once.
+                            tg.create_task(self._receive(client, self.handler))
+                    finally:
+                        self.connected.clear()
+            except* aiomqtt.MqttError as group:
+                self.stats["reconnects"] += 1
+                delay = next(delays)
+                log.warning(
+                    "%s: broker %s:%s unreachable (%s); retrying in %.1f s",
+                    self.service,
+                    self.settings.host,
+                    self.settings.port,
+                    group.exceptions[0],
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def _send(self, client: aiomqtt.Client) -> None:
+        while True:
+            while self._outbox:
+                out = self._outbox[0]
+                props = None
+                if out.content_type:
+                    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                    props.ContentType = out.content_type
+                await client.publish(
+                    out.topic, out.payload, qos=out.qos, retain=out.retain, properties=props
+                )
+                # Only dequeue once handed to the client, so a broken link loses nothing queued.
+                if self._outbox and self._outbox[0] is out:
+                    self._outbox.popleft()
+                self.stats["published"] += 1
+            self._idle.set()
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.status_interval)
+            self.set_status("online")
+
+    async def _receive(self, client: aiomqtt.Client, handler: Handler | None) -> None:
+        async for message in client.messages:
+            if handler is None:
+                continue
+            payload = message.payload
+            if not isinstance(payload, bytes | bytearray):
+                payload = b"" if payload is None else str(payload).encode()
+            ctype = getattr(message.properties, "ContentType", None)
+            await handler(Incoming(str(message.topic), bytes(payload), ctype))
+
+    async def close(self, wait_s: float = 2.0) -> None:
+        """Best-effort: publish what is queued (a clean `offline` too) before shutdown."""
+        self.set_status("offline")
+        await self.drained(wait_s)

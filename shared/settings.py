@@ -1,0 +1,51 @@
+"""Settings shared by every service. Each service adds its own class with its own env prefix.
+
+Settings are built in a service's `main()` and passed down, never at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.messages.base import check_prefix
+
+
+class MqttSettings(BaseSettings):
+    """How to reach the broker. Environment prefix `SOUNDSCAPE_MQTT_`."""
+
+    model_config = SettingsConfigDict(env_prefix="SOUNDSCAPE_MQTT_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Broker host name or address")
+    port: int = Field(1883, ge=1, le=65535, description="Broker TCP port")
+    username: str | None = Field(None, description="User name; none for anonymous access")
+    password: SecretStr | None = Field(None, description="Password for `username`")
+    tls: bool = Field(False, description="Connect with TLS using the system CA store")
+    keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds")
+    topic_prefix: str = Field("soundscape", description="First topic level(s) of every topic")
+    results_format: Literal["msgpack", "json"] = Field(
+        "msgpack", description="Encoding of published results (audio is always msgpack)"
+    )
+    reconnect_min: float = Field(0.5, gt=0, description="First reconnect delay, seconds")
+    reconnect_max: float = Field(30.0, gt=0, description="Longest reconnect delay, seconds")
+    status_interval: float = Field(
+        30.0, gt=0, description="How often a service republishes its retained status, seconds"
+    )
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return check_prefix(value)
+
+
+class RegistrySettings(BaseSettings):
+    """Where the device registry lives. Environment prefix `SOUNDSCAPE_`."""
+
+    model_config = SettingsConfigDict(env_prefix="SOUNDSCAPE_", extra="ignore")
+
+    devices_file: Path | None = Field(
+        None, description="TOML device registry (ids, locations, calibration); none: defaults"
+    )

@@ -1,0 +1,105 @@
+"""Fixtures: a real broker and a real PostgreSQL (the running ones, or throwaway ones)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from shared.settings import MqttSettings
+from tests.support import servers
+from tests.support.models import build_tiny_ast
+
+# Nothing in the tests may reach a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def broker_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The running Mosquitto on 1883, or a throwaway one when none answers."""
+    if os.environ.get("SOUNDSCAPE_TEST_OWN_SERVERS") != "1" and servers.reachable(
+        "127.0.0.1", 1883
+    ):
+        yield 1883
+        return
+    broker = servers.start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    yield broker.port
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A superuser DSN: the running PostgreSQL on 5432, or a throwaway cluster."""
+    if os.environ.get("SOUNDSCAPE_TEST_OWN_SERVERS") != "1" and servers.reachable(
+        "127.0.0.1", 5432
+    ):
+        yield "postgresql://postgres@127.0.0.1:5432/postgres"
+        return
+    pg = servers.start_postgres(tmp_path_factory.mktemp("pg"))
+    yield pg.dsn
+    pg.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A topic prefix of this test's own, so tests never see each other's traffic."""
+    return f"test-{uuid.uuid4().hex[:12]}/soundscape"
+
+
+@pytest.fixture
+def mqtt_settings(broker_port: int, prefix: str) -> MqttSettings:
+    """Broker settings pointing at the test broker, with this test's prefix."""
+    return MqttSettings(
+        host="127.0.0.1",
+        port=broker_port,
+        topic_prefix=prefix,
+        reconnect_min=0.1,
+        reconnect_max=1.0,
+        status_interval=5.0,
+    )
+
+
+@pytest.fixture
+def database(pg_admin_dsn: str) -> Iterator[str]:
+    """A fresh database of this test's own; its DSN. Dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield pg_admin_dsn.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(pg_admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def tiny_ast(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny AST checkpoint (527 AudioSet labels, random weights) saved to a local folder."""
+    return build_tiny_ast(tmp_path_factory.mktemp("models") / "tiny-ast")
+
+
+class _ExceptionLogs(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info:
+            self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def fail_on_log_exception(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test during which something logs an unexpected exception fails."""
+    handler = _ExceptionLogs()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    yield
+    root.removeHandler(handler)
+    if handler.records and "allow_log_exceptions" not in request.keywords:
+        first = handler.records[0]
+        pytest.fail(f"logged exception in {first.name}: {first.getMessage()}")

@@ -1,0 +1,103 @@
+"""The MQTT adapter against a real broker: delivery, status, reconnect with a queued outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from shared.messages import Calibration, LevelsResult, Status
+from shared.mqtt import Incoming, MqttBus, Subscription
+from shared.settings import MqttSettings
+from tests.support import servers
+
+pytestmark = pytest.mark.integration
+T0 = 1_764_400_000.0
+
+
+def level(seq: int) -> LevelsResult:
+    return LevelsResult(device="yor", seq=seq, start=T0 + seq, duration=1.0, leq_db=50.0 + seq,
+                        calibration=Calibration(), uncalibrated=True)
+
+
+@contextlib.asynccontextmanager
+async def running(bus: MqttBus) -> AsyncIterator[MqttBus]:
+    task = asyncio.create_task(bus.run())
+    try:
+        async with asyncio.timeout(10):
+            await bus.connected.wait()
+        yield bus
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_publish_and_receive_with_retained_status(mqtt_settings: MqttSettings) -> None:
+    got: list[Incoming] = []
+    arrived = asyncio.Event()
+
+    async def handler(msg: Incoming) -> None:
+        got.append(msg)
+        if len([m for m in got if m.topic.endswith("/levels")]) == 3:
+            arrived.set()
+
+    prefix = mqtt_settings.topic_prefix
+    sub = MqttBus(mqtt_settings, "reader", "test", handler=handler, subscriptions=[
+        Subscription(LevelsResult.subscription(prefix), 1),
+        Subscription(Status.subscription(prefix), 1)])
+    pub = MqttBus(mqtt_settings, "writer", "test", counters=lambda: {"things": 7})
+    async with running(sub), running(pub):
+        for seq in range(3):
+            pub.publish(level(seq))
+        async with asyncio.timeout(10):
+            await arrived.wait()
+    levels = [LevelsResult.from_mqtt(prefix, m.topic, m.payload, m.content_type)
+              for m in got if m.topic.endswith("/levels")]
+    assert [lv.seq for lv in levels] == [0, 1, 2]
+    statuses = [Status.from_mqtt(prefix, m.topic, m.payload) for m in got
+                if m.topic.endswith("/status")]
+    writer = [s for s in statuses if s.device == "writer"]
+    assert writer and writer[0].state == "online" and writer[0].counters["things"] == 7
+
+
+async def test_outbox_survives_a_broker_restart(tmp_path: Path, prefix: str) -> None:
+    # Persistence keeps the reader's session across the restart, as in deployment.
+    store = tmp_path / "b"
+    broker = servers.start_mosquitto(
+        store, f"persistence true\npersistence_location {store}/\nautosave_interval 1"
+    )
+    settings = MqttSettings(port=broker.port, topic_prefix=prefix, reconnect_min=0.05,
+                            reconnect_max=0.2)
+    got: list[int] = []
+    done = asyncio.Event()
+
+    async def handler(msg: Incoming) -> None:
+        got.append(LevelsResult.from_mqtt(prefix, msg.topic, msg.payload, msg.content_type).seq)
+        if len(got) >= 4:
+            done.set()
+
+    reader = MqttBus(settings, "reader", "test", handler=handler, client_id=f"r-{broker.port}",
+                     clean_start=False,
+                     subscriptions=[Subscription(LevelsResult.subscription(prefix), 1)])
+    writer = MqttBus(settings, "writer", "test")
+    try:
+        async with running(reader), running(writer):
+            writer.publish(level(0))
+            writer.publish(level(1))
+            await writer.drained(5)
+            broker.stop()
+            await asyncio.sleep(0.3)
+            writer.publish(level(2))  # queued while the broker is down
+            writer.publish(level(3))
+            assert writer.pending >= 2
+            await asyncio.to_thread(broker.start)
+            async with asyncio.timeout(15):
+                await done.wait()
+        assert sorted(set(got)) == [0, 1, 2, 3]
+        assert writer.stats["reconnects"] >= 1
+    finally:
+        broker.stop()
