@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.errors import ConfigError
 from shared.messages.base import DeviceId
-from shared.messages.results import Calibration
+from shared.messages.levels import Calibration
 
 #: The AudioMoth defaults of the original prototype (gain 10 + 15 dB, -18 dB/V, 1.25 V).
 DEFAULT_CALIBRATION = Calibration()

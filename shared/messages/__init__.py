@@ -2,16 +2,11 @@
 
 from shared.messages.audio import AudioChunk
 from shared.messages.base import JSON, MSGPACK, Message, check_id, check_prefix
-from shared.messages.results import (
-    RESULT_TYPES,
-    Calibration,
-    IndicesResult,
-    LabelScore,
-    LabelsResult,
-    LevelsResult,
-    LevelsSummary,
-    NoiseEvent,
-)
+from shared.messages.events import NoiseEvent
+from shared.messages.indices import IndicesResult
+from shared.messages.labels import LabelScore, LabelsResult
+from shared.messages.levels import Calibration, LevelsResult, LevelsSummary
+from shared.messages.results import RESULT_TYPES
 from shared.messages.status import Status
 from shared.messages.window import WindowMessage
 
