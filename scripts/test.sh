@@ -8,5 +8,5 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 .venv/bin/ruff check shared services tests benchmarks
 .venv/bin/ruff format --check shared services tests benchmarks
 .venv/bin/mypy
-.venv/bin/docker-compose config -q 2>/dev/null || docker-compose config -q
+docker-compose --env-file .env.example config -q
 exec .venv/bin/python -m pytest "$@"

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "ingest": "services.ingest.app",
     "dashboard": "services.dashboard.app",
     "stack": "services.stack",
+    "health": "services.health",
 }
 
 

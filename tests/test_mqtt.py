@@ -19,8 +19,15 @@ T0 = 1_764_400_000.0
 
 
 def level(seq: int) -> LevelsResult:
-    return LevelsResult(device="yor", seq=seq, start=T0 + seq, duration=1.0, leq_db=50.0 + seq,
-                        calibration=Calibration(), uncalibrated=True)
+    return LevelsResult(
+        device="yor",
+        seq=seq,
+        start=T0 + seq,
+        duration=1.0,
+        leq_db=50.0 + seq,
+        calibration=Calibration(),
+        uncalibrated=True,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -46,20 +53,31 @@ async def test_publish_and_receive_with_retained_status(mqtt_settings: MqttSetti
             arrived.set()
 
     prefix = mqtt_settings.topic_prefix
-    sub = MqttBus(mqtt_settings, "reader", "test", handler=handler, subscriptions=[
-        Subscription(LevelsResult.subscription(prefix), 1),
-        Subscription(Status.subscription(prefix), 1)])
+    sub = MqttBus(
+        mqtt_settings,
+        "reader",
+        "test",
+        handler=handler,
+        subscriptions=[
+            Subscription(LevelsResult.subscription(prefix), 1),
+            Subscription(Status.subscription(prefix), 1),
+        ],
+    )
     pub = MqttBus(mqtt_settings, "writer", "test", counters=lambda: {"things": 7})
     async with running(sub), running(pub):
         for seq in range(3):
             pub.publish(level(seq))
         async with asyncio.timeout(10):
             await arrived.wait()
-    levels = [LevelsResult.from_mqtt(prefix, m.topic, m.payload, m.content_type)
-              for m in got if m.topic.endswith("/levels")]
+    levels = [
+        LevelsResult.from_mqtt(prefix, m.topic, m.payload, m.content_type)
+        for m in got
+        if m.topic.endswith("/levels")
+    ]
     assert [lv.seq for lv in levels] == [0, 1, 2]
-    statuses = [Status.from_mqtt(prefix, m.topic, m.payload) for m in got
-                if m.topic.endswith("/status")]
+    statuses = [
+        Status.from_mqtt(prefix, m.topic, m.payload) for m in got if m.topic.endswith("/status")
+    ]
     writer = [s for s in statuses if s.device == "writer"]
     assert writer and writer[0].state == "online" and writer[0].counters["things"] == 7
 
@@ -70,8 +88,9 @@ async def test_outbox_survives_a_broker_restart(tmp_path: Path, prefix: str) -> 
     broker = servers.start_mosquitto(
         store, f"persistence true\npersistence_location {store}/\nautosave_interval 1"
     )
-    settings = MqttSettings(port=broker.port, topic_prefix=prefix, reconnect_min=0.05,
-                            reconnect_max=0.2)
+    settings = MqttSettings(
+        port=broker.port, topic_prefix=prefix, reconnect_min=0.05, reconnect_max=0.2
+    )
     got: list[int] = []
     done = asyncio.Event()
 
@@ -80,9 +99,15 @@ async def test_outbox_survives_a_broker_restart(tmp_path: Path, prefix: str) -> 
         if len(got) >= 4:
             done.set()
 
-    reader = MqttBus(settings, "reader", "test", handler=handler, client_id=f"r-{broker.port}",
-                     clean_start=False,
-                     subscriptions=[Subscription(LevelsResult.subscription(prefix), 1)])
+    reader = MqttBus(
+        settings,
+        "reader",
+        "test",
+        handler=handler,
+        client_id=f"r-{broker.port}",
+        clean_start=False,
+        subscriptions=[Subscription(LevelsResult.subscription(prefix), 1)],
+    )
     writer = MqttBus(settings, "writer", "test")
     try:
         async with running(reader), running(writer):

@@ -1,0 +1,27 @@
+# One image for every service; docker-compose.yml picks the command.
+# Builds on x86-64 and on a Raspberry Pi 4 (arm64).
+FROM python:3.11-slim-bookworm
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends alsa-utils libsndfile1 \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+# torch first, pinned, CPU-only (the default x86-64 wheel is a multi-GB CUDA build).
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+RUN pip install --no-cache-dir "torch==2.13.0" --index-url "$TORCH_INDEX_URL"
+
+COPY pyproject.toml README.md ./
+COPY shared ./shared
+COPY services ./services
+RUN pip install --no-cache-dir ".[ml,dashboard]"
+
+# No component writes audio to disk; this user owns only the caches and the ingest spool.
+RUN useradd --create-home --uid 1000 soundscape \
+ && mkdir -p /var/lib/soundscape && chown soundscape /var/lib/soundscape
+USER soundscape
+ENV HF_HOME=/home/soundscape/.cache/huggingface \
+    SOUNDSCAPE_INGEST_SPOOL=/var/lib/soundscape/spool.sqlite3 \
+    PYTHONUNBUFFERED=1
+ENTRYPOINT ["soundscape"]
+CMD ["--help"]
