@@ -35,17 +35,17 @@ MESSAGES: list[type[Message]] = [
 ]
 
 
-def _type_name(annotation: Any) -> str:
+def type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Annotated:
-        return _type_name(args[0])
+        return type_name(args[0])
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in args)
+        return " or ".join(type_name(a) for a in args)
     if origin is typing.Literal:
         return " \\| ".join(repr(a) for a in args)
     if origin in (list, dict):
-        return f"{origin.__name__}[{', '.join(_type_name(a) for a in args)}]"
+        return f"{origin.__name__}[{', '.join(type_name(a) for a in args)}]"
     if annotation is type(None):
         return "null"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -57,7 +57,7 @@ def _fields(model: type[BaseModel]) -> list[str]:
     rows = []
     for name, info in model.model_fields.items():
         rows.append(
-            f"| `{name}` | {_type_name(info.annotation)} | {_required(info)} | "
+            f"| `{name}` | {type_name(info.annotation)} | {_required(info)} | "
             f"{info.description or ''} |"
         )
     return rows
