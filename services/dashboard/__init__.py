@@ -1,0 +1,1 @@
+"""dashboard: a Streamlit + Plotly page that reads the results database (read-only)."""

@@ -1,0 +1,318 @@
+"""Read-only queries of the results database: a connection and parameters in, DataFrames out.
+
+Every value travels as a query parameter; table names come from the fixed schema contract
+(see docs/dashboard.md) through `psycopg.sql.Identifier`, never from user input.
+
+Speed with a year of data rests on two habits:
+- every time-range query names its devices (`device = ANY(%s)`) so PostgreSQL can walk the
+  (device, window_start) primary-key index instead of scanning the table;
+- time series are downsampled on the server with `date_bin`, a bounded number of buckets per
+  device, so the page never fetches more than `max_points` rows per device and series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final, LiteralString
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from services.dashboard.core import BUCKET_ORIGIN
+
+#: Tables without which there is nothing to show: created by ingest's first migration.
+CORE_TABLES: Final = ("devices", "levels", "detections")
+#: Tables the page uses when they exist.
+OPTIONAL_TABLES: Final = ("level_summaries", "indices", "noise_events", "gaps")
+#: Acoustic index columns of the indices table, in display order.
+INDEX_COLUMNS: Final = ("aci", "adi", "aei", "bi", "ndsi", "ht", "hf", "events")
+
+Connection = psycopg.Connection[Any]
+
+
+def _frame(
+    conn: Connection, query: LiteralString | sql.Composed, params: dict[str, Any]
+) -> pd.DataFrame:
+    """Run `query` and return its rows as a DataFrame with the query's column names."""
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        columns = [col.name for col in cur.description or ()]
+        rows = cur.fetchall()
+    return pd.DataFrame.from_records(rows, columns=columns)
+
+
+def _energy_mean(column: str) -> sql.Composed:
+    """SQL for the energetic mean of a dB column: 10 log10(mean(10^(L/10))).
+
+    Levels are clamped to +-300 dB first so one corrupt row cannot overflow the power
+    (`greatest` ignores NULLs, hence the FILTER: a bucket without values stays NULL).
+    """
+    return sql.SQL(
+        "10 * log10(avg(power(10::double precision, least(greatest({col}, -300), 300) / 10.0))"
+        " FILTER (WHERE {col} IS NOT NULL))"
+    ).format(col=sql.Identifier(column))
+
+
+def existing_tables(
+    conn: Connection, names: Iterable[str] = CORE_TABLES + OPTIONAL_TABLES
+) -> set[str]:
+    """Which of `names` exist (as tables or views) in the connection's search path."""
+    rows = conn.execute(
+        """
+        SELECT c.relname FROM pg_catalog.pg_class c
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = ANY(current_schemas(false))
+          AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+          AND c.relname = ANY(%(names)s)
+        """,
+        {"names": list(names)},
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def device_ids(conn: Connection) -> list[str]:
+    """Every device id known: the devices table and any device that has levels or detections.
+
+    Distinct devices of the big tables are found with a loose index scan (one index probe per
+    device), not by reading every row.
+    """
+    found: set[str] = {row[0] for row in conn.execute("SELECT id FROM devices").fetchall()}
+    for table in ("levels", "detections"):
+        query = sql.SQL(
+            """
+            WITH RECURSIVE d(device) AS (
+                (SELECT device FROM {t} WHERE device IS NOT NULL ORDER BY device LIMIT 1)
+                UNION ALL
+                SELECT (SELECT t.device FROM {t} t WHERE t.device > d.device
+                        ORDER BY t.device LIMIT 1)
+                FROM d WHERE d.device IS NOT NULL
+            )
+            SELECT device FROM d WHERE device IS NOT NULL
+            """
+        ).format(t=sql.Identifier(table))
+        found.update(row[0] for row in conn.execute(query).fetchall())
+    return sorted(found)
+
+
+def device_overview(conn: Connection, devices: Sequence[str]) -> pd.DataFrame:
+    """One row per device: registry fields, newest level and detection, and `last_seen`.
+
+    Columns: device, name, latitude, longitude, model, sync_interval, noise_threshold_db,
+    level_time, leq_db, laeq_db, uncalibrated, detection_time, last_seen (the end of the
+    newest window with any result; NaT when the device never reported).
+    """
+    return _frame(
+        conn,
+        """
+        SELECT ids.device, dv.name, dv.latitude, dv.longitude, dv.model, dv.sync_interval,
+               dv.noise_threshold_db,
+               lv.window_start AS level_time, lv.leq_db, lv.laeq_db, lv.uncalibrated,
+               dt.window_start AS detection_time,
+               greatest(
+                   lv.window_start + make_interval(secs => coalesce(lv.window_duration, 0)),
+                   dt.window_start + make_interval(secs => coalesce(dt.window_duration, 0))
+               ) AS last_seen
+        FROM unnest(%(devices)s::text[]) AS ids(device)
+        LEFT JOIN devices dv ON dv.id = ids.device
+        LEFT JOIN LATERAL (
+            SELECT window_start, window_duration, leq_db, laeq_db, uncalibrated FROM levels
+            WHERE device = ids.device ORDER BY window_start DESC LIMIT 1
+        ) lv ON true
+        LEFT JOIN LATERAL (
+            SELECT window_start, window_duration FROM detections
+            WHERE device = ids.device AND window_start IS NOT NULL
+            ORDER BY window_start DESC LIMIT 1
+        ) dt ON true
+        ORDER BY ids.device
+        """,
+        {"devices": list(devices)},
+    )
+
+
+def level_series(
+    conn: Connection, devices: Sequence[str], start: datetime, end: datetime, bucket: timedelta
+) -> pd.DataFrame:
+    """Per-chunk levels downsampled to `bucket`: energetic means, so a bucket's Leq is true.
+
+    Columns: device, bucket (start time), leq_db, leq_max_db, leq_min_db, laeq_db, windows
+    (number of chunks in the bucket). Ordered by device, then time.
+    """
+    query = sql.SQL(
+        """
+        SELECT device, date_bin(%(bucket)s, window_start, %(origin)s) AS bucket,
+               {leq} AS leq_db, max(leq_db) AS leq_max_db, min(leq_db) AS leq_min_db,
+               {laeq} AS laeq_db, count(*) AS windows
+        FROM levels
+        WHERE device = ANY(%(devices)s) AND window_start >= %(start)s AND window_start < %(end)s
+        GROUP BY 1, 2 ORDER BY 1, 2
+        """
+    ).format(leq=_energy_mean("leq_db"), laeq=_energy_mean("laeq_db"))
+    return _frame(conn, query, _range(devices, start, end, bucket))
+
+
+def summary_series(
+    conn: Connection, devices: Sequence[str], start: datetime, end: datetime, bucket: timedelta
+) -> pd.DataFrame:
+    """Level summaries (LAeq, LAmax, LAmin, L10/L50/L90) downsampled to `bucket`.
+
+    LAeq is an energetic mean, LAmax/LAmin the extremes; L10/L50/L90 are averaged, which is an
+    approximation when a bucket holds more than one summary. Columns: device, bucket, laeq_db,
+    lamax_db, lamin_db, l10_db, l50_db, l90_db, coverage.
+    """
+    query = sql.SQL(
+        """
+        SELECT device, date_bin(%(bucket)s, window_start, %(origin)s) AS bucket,
+               {laeq} AS laeq_db, max(lamax_db) AS lamax_db, min(lamin_db) AS lamin_db,
+               avg(l10_db) AS l10_db, avg(l50_db) AS l50_db, avg(l90_db) AS l90_db,
+               avg(coverage) AS coverage
+        FROM level_summaries
+        WHERE device = ANY(%(devices)s) AND window_start >= %(start)s AND window_start < %(end)s
+        GROUP BY 1, 2 ORDER BY 1, 2
+        """
+    ).format(laeq=_energy_mean("laeq_db"))
+    return _frame(conn, query, _range(devices, start, end, bucket))
+
+
+def latest_detections(
+    conn: Connection,
+    devices: Sequence[str],
+    start: datetime,
+    end: datetime,
+    limit: int,
+    min_score: float = 0.0,
+) -> pd.DataFrame:
+    """The newest detections in the range, newest first, best score first within a window.
+
+    Columns: window_start, device, label, rating, model, rank, window_duration, sync_time.
+    """
+    return _frame(
+        conn,
+        """
+        SELECT d.window_start, d.device, d.label, d.rating, d.model, d.rank,
+               d.window_duration, d.sync_time
+        FROM unnest(%(devices)s::text[]) AS ids(device)
+        CROSS JOIN LATERAL (
+            SELECT * FROM detections
+            WHERE device = ids.device AND window_start >= %(start)s AND window_start < %(end)s
+              AND rating >= %(min_score)s
+            ORDER BY window_start DESC LIMIT %(limit)s
+        ) d
+        ORDER BY d.window_start DESC, d.rating DESC, d.device, d.label
+        LIMIT %(limit)s
+        """,
+        {**_range(devices, start, end), "limit": limit, "min_score": min_score},
+    )
+
+
+def top_classes(
+    conn: Connection,
+    devices: Sequence[str],
+    start: datetime,
+    end: datetime,
+    limit: int,
+    min_score: float = 0.0,
+) -> pd.DataFrame:
+    """The most often detected classes in the range.
+
+    Columns: label, detections (rows), devices (how many devices heard it), mean_rating,
+    max_rating. Ordered by detections, most first.
+    """
+    return _frame(
+        conn,
+        """
+        SELECT label, count(*) AS detections, count(DISTINCT device) AS devices,
+               avg(rating)::double precision AS mean_rating,
+               max(rating)::double precision AS max_rating
+        FROM detections
+        WHERE device = ANY(%(devices)s) AND window_start >= %(start)s AND window_start < %(end)s
+          AND rating >= %(min_score)s
+        GROUP BY label
+        ORDER BY detections DESC, mean_rating DESC, label
+        LIMIT %(limit)s
+        """,
+        {**_range(devices, start, end), "limit": limit, "min_score": min_score},
+    )
+
+
+def indices_series(
+    conn: Connection, devices: Sequence[str], start: datetime, end: datetime, bucket: timedelta
+) -> pd.DataFrame:
+    """Acoustic indices averaged per `bucket` (events summed).
+
+    Columns: device, bucket, then INDEX_COLUMNS. Ordered by device, then time.
+    """
+    averages = sql.SQL(", ").join(
+        sql.SQL("avg({c})::double precision AS {c}").format(c=sql.Identifier(c))
+        for c in INDEX_COLUMNS
+        if c != "events"
+    )
+    query = sql.SQL(
+        """
+        SELECT device, date_bin(%(bucket)s, window_start, %(origin)s) AS bucket,
+               {averages}, sum(events)::bigint AS events
+        FROM indices
+        WHERE device = ANY(%(devices)s) AND window_start >= %(start)s AND window_start < %(end)s
+        GROUP BY 1, 2 ORDER BY 1, 2
+        """
+    ).format(averages=averages)
+    return _frame(conn, query, _range(devices, start, end, bucket))
+
+
+def noise_events(
+    conn: Connection, devices: Sequence[str], start: datetime, end: datetime, limit: int
+) -> pd.DataFrame:
+    """Noise events that overlap the range, newest first.
+
+    Columns: window_start, device, window_duration, threshold_db, laeq_db, lamax_db, classes
+    (the JSON list of {label, score}).
+    """
+    return _frame(
+        conn,
+        """
+        SELECT window_start, device, window_duration, threshold_db, laeq_db, lamax_db, classes
+        FROM noise_events
+        WHERE device = ANY(%(devices)s)
+          AND window_start >= %(start)s - interval '1 hour' AND window_start < %(end)s
+          AND window_start + make_interval(secs => window_duration) > %(start)s
+        ORDER BY window_start DESC, device
+        LIMIT %(limit)s
+        """,
+        {**_range(devices, start, end), "limit": limit},
+    )
+
+
+def gaps(
+    conn: Connection, devices: Sequence[str], start: datetime, end: datetime, limit: int
+) -> pd.DataFrame:
+    """Recorded gaps (lost or unclassified audio) that overlap the range, newest first.
+
+    Gaps not tied to a device (device NULL) are always included. Columns: first_start,
+    last_start, device, kind, count, recorded_at.
+    """
+    return _frame(
+        conn,
+        """
+        SELECT first_start, last_start, device, kind, count, recorded_at
+        FROM gaps
+        WHERE (device = ANY(%(devices)s) OR device IS NULL)
+          AND first_start < %(end)s AND last_start >= %(start)s
+        ORDER BY last_start DESC, id DESC
+        LIMIT %(limit)s
+        """,
+        {**_range(devices, start, end), "limit": limit},
+    )
+
+
+def _range(
+    devices: Sequence[str], start: datetime, end: datetime, bucket: timedelta | None = None
+) -> dict[str, Any]:
+    if end <= start:
+        raise ValueError("the end of the time range must be after its start")
+    params: dict[str, Any] = {"devices": list(devices), "start": start, "end": end}
+    if bucket is not None:
+        if bucket <= timedelta(0):
+            raise ValueError("bucket width must be positive")
+        params.update(bucket=bucket, origin=BUCKET_ORIGIN)
+    return params

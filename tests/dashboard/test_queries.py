@@ -1,0 +1,216 @@
+"""Queries against a real PostgreSQL: downsampling, ranges, ordering, empty and missing tables."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from services.dashboard import core, db, queries
+from services.dashboard.settings import DashboardSettings
+from tests.dashboard.data import Dataset
+
+pytestmark = pytest.mark.integration
+
+H = timedelta(hours=1)
+ALL = ["lab", "ouse", "spare", "yor"]
+
+
+def energy(*levels: float) -> float:
+    return 10 * math.log10(sum(10 ** (x / 10) for x in levels) / len(levels))
+
+
+@pytest.fixture
+def conn(populated: tuple[str, Dataset]) -> Iterator[psycopg.Connection[Any]]:
+    dsn, _ = populated
+    with db.connect(DashboardSettings(database_url=dsn)) as connection:
+        yield connection
+
+
+@pytest.fixture
+def data(populated: tuple[str, Dataset]) -> Dataset:
+    return populated[1]
+
+
+def test_missing_tables_are_reported(database: str) -> None:
+    with psycopg.connect(database) as conn:
+        assert queries.existing_tables(conn) == set()
+
+
+def test_empty_schema_gives_empty_frames(schema_db: str) -> None:
+    now = datetime.now(UTC)
+    with psycopg.connect(schema_db) as conn:
+        tables = queries.existing_tables(conn)
+        assert tables == set(queries.CORE_TABLES + queries.OPTIONAL_TABLES)
+        assert queries.device_ids(conn) == []
+        assert queries.device_overview(conn, []).empty
+        levels = queries.level_series(conn, ["yor"], now - H, now, timedelta(minutes=1))
+        assert levels.empty
+        assert list(levels.columns) == [
+            "device", "bucket", "leq_db", "leq_max_db", "leq_min_db", "laeq_db", "windows",
+        ]  # fmt: skip
+        assert queries.latest_detections(conn, ["yor"], now - H, now, 10).empty
+        assert queries.top_classes(conn, ["yor"], now - H, now, 10).empty
+        assert queries.indices_series(conn, ["yor"], now - H, now, timedelta(minutes=1)).empty
+        assert queries.summary_series(conn, ["yor"], now - H, now, timedelta(minutes=1)).empty
+        assert queries.noise_events(conn, ["yor"], now - H, now, 10).empty
+        assert queries.gaps(conn, ["yor"], now - H, now, 10).empty
+
+
+def test_device_ids_union_registry_and_results(conn: psycopg.Connection[Any]) -> None:
+    assert queries.device_ids(conn) == ALL
+
+
+def test_levels_downsampled_to_energetic_means(
+    conn: psycopg.Connection[Any], data: Dataset
+) -> None:
+    t = data.t
+    frame = queries.level_series(conn, ["yor", "ouse"], t - 3 * H, t, H)
+    yor = frame[frame["device"] == "yor"].reset_index(drop=True)
+    # Two one-hour buckets; the empty hour in between has no row at all.
+    assert [b.to_pydatetime() for b in yor["bucket"]] == [t - 3 * H, t - H]
+    assert list(yor["windows"]) == [3600, 3600]
+    assert yor.loc[0, "leq_db"] == pytest.approx(60.0, abs=1e-9)
+    assert yor.loc[0, "laeq_db"] == pytest.approx(55.0, abs=1e-9)
+    assert yor.loc[1, "leq_db"] == pytest.approx(energy(60, 70), abs=1e-9)  # 67.40, not 65
+    assert yor.loc[1, "laeq_db"] == pytest.approx(energy(50, 60), abs=1e-9)
+    assert (yor.loc[1, "leq_min_db"], yor.loc[1, "leq_max_db"]) == (60.0, 70.0)
+    ouse = frame[frame["device"] == "ouse"].reset_index(drop=True)
+    assert list(ouse["windows"]) == [360]
+    assert ouse.loc[0, "leq_db"] == pytest.approx(45.0, abs=1e-9)
+    assert ouse["laeq_db"].isna().all()
+
+
+def test_levels_bucket_count_follows_width(conn: psycopg.Connection[Any], data: Dataset) -> None:
+    t = data.t
+    frame = queries.level_series(conn, ["yor"], t - 3 * H, t, timedelta(minutes=1))
+    assert len(frame) == 120
+    assert set(frame["windows"]) == {60}
+    # A year-wide range still returns one row per bucket that has data, nothing more.
+    bucket = core.bucket_for(timedelta(days=365), 1500)
+    year = queries.level_series(conn, ["yor"], t - timedelta(days=365), t, bucket)
+    assert len(year) <= 2  # the data spans at most two 6-hour buckets
+    assert year["windows"].sum() == 7200
+
+
+def test_ranges_are_half_open_and_filter_devices(
+    conn: psycopg.Connection[Any], data: Dataset
+) -> None:
+    t = data.t
+    start = t - H
+    frame = queries.level_series(conn, ["yor"], start, start + timedelta(seconds=10), H)
+    assert list(frame["windows"]) == [10]
+    assert queries.level_series(conn, ["nobody"], t - 3 * H, t, H).empty
+    with pytest.raises(ValueError, match="after its start"):
+        queries.level_series(conn, ["yor"], t, t, H)
+    with pytest.raises(ValueError, match="positive"):
+        queries.level_series(conn, ["yor"], t - H, t, timedelta(0))
+
+
+def test_overview_and_states(conn: psycopg.Connection[Any], data: Dataset) -> None:
+    frame = queries.device_overview(conn, ALL).set_index("device")
+    assert list(frame.index) == ALL
+    assert frame.loc["yor", "last_seen"].to_pydatetime() == data.t
+    assert frame.loc["yor", "leq_db"] == 70.0  # the last window of yor is an odd one
+    assert frame.loc["yor", "name"] == "York Road"
+    assert bool(frame.loc["ouse", "uncalibrated"]) is True
+    assert frame.loc["lab", "detection_time"].to_pydatetime() == data.t - timedelta(minutes=5)
+    assert frame.loc["lab", "level_time"] is None or frame["level_time"].isna()["lab"]
+    assert frame["last_seen"].isna()["spare"]
+    states = core.with_states(frame.reset_index(), data.now, 30.0, 60.0).set_index("device")
+    assert states.loc["ouse", "state"] == "online"
+    assert states.loc["spare", "state"] == "never seen"
+    expected_yor = "online" if (data.now - data.t).total_seconds() <= 120 else "offline"
+    assert states.loc["yor", "state"] == expected_yor
+
+
+def test_latest_detections_newest_first(conn: psycopg.Connection[Any], data: Dataset) -> None:
+    t = data.t
+    frame = queries.latest_detections(conn, ALL, t - H, t, limit=7)
+    assert len(frame) == 7
+    newest = frame.iloc[:5]
+    assert {ts.to_pydatetime() for ts in newest["window_start"]} == {t - timedelta(minutes=1)}
+    assert list(newest["label"]) == ["Speech", "Car", "Bird", "Wind", "Hum"]
+    assert list(frame.columns[:5]) == ["window_start", "device", "label", "rating", "model"]
+    strong = queries.latest_detections(conn, ALL, t - H, t, limit=100, min_score=0.4)
+    assert set(strong["label"]) == {"Speech", "Car", "Bird"}
+    assert set(strong.loc[strong["label"] == "Bird", "device"]) == {"lab"}
+    early = queries.latest_detections(conn, ALL, t - H, t - timedelta(minutes=9), limit=100)
+    assert len(early) == 5  # only the window at t-10min
+
+
+def test_top_classes_counts_over_range(conn: psycopg.Connection[Any], data: Dataset) -> None:
+    t = data.t
+    frame = queries.top_classes(conn, ALL, t - H, t, limit=3)
+    assert list(frame["label"]) == ["Bird", "Speech", "Car"]
+    bird = frame.iloc[0]
+    assert (bird["detections"], bird["devices"]) == (11, 2)
+    assert bird["max_rating"] == pytest.approx(0.8)
+    assert bird["mean_rating"] == pytest.approx((10 * 0.3 + 0.8) / 11, abs=1e-6)
+    only_yor = queries.top_classes(conn, ["yor"], t - H, t, limit=10, min_score=0.25)
+    assert list(only_yor["label"]) == ["Speech", "Car", "Bird"]
+
+
+def test_indices_summaries_events_gaps(conn: psycopg.Connection[Any], data: Dataset) -> None:
+    t = data.t
+    indices = queries.indices_series(conn, ["yor"], t - H, t, timedelta(minutes=30))
+    assert list(indices["events"]) == [12, 12]
+    assert indices.loc[0, "aci"] == pytest.approx(102.5)  # mean of 100..105
+    assert list(indices.columns[2:]) == list(queries.INDEX_COLUMNS)
+    summaries = queries.summary_series(conn, ["yor"], t - H, t, H)
+    assert summaries.loc[0, "laeq_db"] == pytest.approx(57.4)
+    assert (summaries.loc[0, "lamax_db"], summaries.loc[0, "l90_db"]) == (75.0, 50.0)
+    events = queries.noise_events(conn, ["yor"], t - H, t, 10)
+    assert len(events) == 1
+    assert events.loc[0, "classes"] == [{"label": "Car", "score": 0.8}]
+    # An event that started before the range but lasts into it overlaps the range.
+    start = t - timedelta(minutes=20)
+    assert len(queries.noise_events(conn, ["yor"], start + timedelta(seconds=10), t, 10)) == 1
+    assert queries.noise_events(conn, ["yor"], start + timedelta(seconds=40), t, 10).empty
+    found = queries.gaps(conn, ["yor"], t - H, t, 10)
+    assert sorted(found["kind"]) == ["spool_overflow", "unclassified"]
+    assert len(queries.gaps(conn, ["ouse"], t - H, t, 10)) == 1  # the device-less one
+    assert queries.gaps(conn, ["yor"], t - timedelta(minutes=10), t, 10).empty
+
+
+def test_connection_is_read_only_and_in_display_zone(populated: tuple[str, Dataset]) -> None:
+    dsn, data = populated
+    settings = DashboardSettings(database_url=dsn, timezone="Europe/London")
+    with db.connect(settings) as conn:
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("DELETE FROM levels")
+        frame = queries.device_overview(conn, ["yor"])
+        seen = frame.loc[0, "last_seen"]
+        assert str(seen.tz) == "Europe/London"
+        assert seen.to_pydatetime() == data.t
+    assert "t_" in db.describe_target(settings)
+    assert "postgres@" not in db.describe_target(settings)
+
+
+def test_select_only_role_can_read_everything(populated: tuple[str, Dataset]) -> None:
+    """The deployment's least-privilege role (docs/dashboard.md) is enough for every query."""
+    dsn, data = populated
+    role = f"dash_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        try:
+            admin.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+            admin.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+            role_dsn = psycopg.conninfo.make_conninfo(dsn, user=role)
+            settings = DashboardSettings(database_url=role_dsn)
+            t = data.t
+            with db.connect(settings) as conn:
+                ids = queries.device_ids(conn)
+                assert ids == ALL
+                assert not queries.device_overview(conn, ids).empty
+                assert not queries.level_series(conn, ids, t - H, t, H).empty
+                assert not queries.top_classes(conn, ids, t - H, t, 5).empty
+                assert not queries.gaps(conn, ids, t - H, t, 5).empty
+        finally:
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")
