@@ -1,0 +1,1 @@
+"""ingest: result topics -> durable SQLite spool -> PostgreSQL, in idempotent batches."""

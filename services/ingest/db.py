@@ -1,0 +1,221 @@
+"""PostgreSQL adapter: migrations, the device mirror, roles and moving one batch.
+
+A batch moves in one transaction: COPY into temporary staging tables (explicit columns),
+`INSERT ... SELECT ... ON CONFLICT (key) DO NOTHING` into each table, the gaps (idempotent by
+uid), and the `syncs` row. Either all of it commits or none of it does.
+
+Errors, as callers see them:
+    psycopg.OperationalError / InterfaceError   the database is unreachable: retry later
+    psycopg.DataError / IntegrityError          PostgreSQL refused a value: isolate the result
+    SchemaError                                 the schema is behind and this role cannot migrate
+    other psycopg.Error                         configuration (privileges...): retry later, loudly
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+
+import psycopg
+from psycopg import sql
+
+from services.ingest.core import Row
+from services.ingest.schema import GAP_INSERT, SYNC_INSERT, TABLES, roles_sql
+from services.ingest.spool import Batch
+from shared.devices import DeviceRegistry
+from shared.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: pg_advisory_xact_lock key that serialises migrations between ingest processes.
+MIGRATION_LOCK = 0x50554E44_1E57
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+#: The database is unreachable (retry later, results wait in the spool).
+UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
+#: PostgreSQL refused a value: the batch is split to find the result that carries it.
+REFUSED = (psycopg.DataError, psycopg.IntegrityError)
+
+
+class SchemaError(ConfigError):
+    """The database schema is older than this ingest and the connected role cannot migrate."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One versioned SQL file from services/ingest/sql."""
+
+    version: int
+    name: str
+    sql: str
+
+
+def migrations() -> list[Migration]:
+    """Every migration shipped with this package, in version order."""
+    found = []
+    for entry in resources.files("services.ingest").joinpath("sql").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise ConfigError(f"duplicate migration versions in {versions}")
+    return found
+
+
+def applied_versions(conn: psycopg.Connection) -> set[int]:
+    """Versions recorded in schema_migrations (empty when the table does not exist yet)."""
+    with conn.transaction():
+        row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+        if not row or not row[0]:
+            return set()
+        return {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+
+
+def migrate(conn: psycopg.Connection) -> list[str]:
+    """Apply pending migrations, each recorded in schema_migrations; the applied names.
+
+    Concurrent ingest processes serialise on an advisory lock held for the transaction, and
+    re-read what is applied once they hold it. A role that may not create tables gets a
+    SchemaError naming the command that fixes it.
+    """
+    wanted = migrations()
+    if {m.version for m in wanted} <= applied_versions(conn):
+        return []
+    done: list[str] = []
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version integer PRIMARY KEY, name text NOT NULL, "
+                "applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            have = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+            for mig in wanted:
+                if mig.version in have:
+                    continue
+                log.info("applying migration %04d_%s", mig.version, mig.name)
+                conn.execute(mig.sql.encode())
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                    (mig.version, mig.name),
+                )
+                done.append(f"{mig.version:04d}_{mig.name}")
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise SchemaError(
+            f"the database schema needs migrations this role may not apply ({exc}); run "
+            "`soundscape ingest --migrate` once with the schema owner's --database-url"
+        ) from exc
+    return done
+
+
+def upsert_devices(conn: psycopg.Connection, registry: DeviceRegistry) -> int:
+    """Mirror the registry file into `devices` (the file is the truth on a lone Pi)."""
+    if not registry.devices:
+        return 0
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO devices (id, name, latitude, longitude, model, calibration, "
+            "sync_interval, noise_threshold_db, updated_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s, now()) "
+            "ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, "
+            "latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude, "
+            "model = EXCLUDED.model, calibration = EXCLUDED.calibration, "
+            "sync_interval = EXCLUDED.sync_interval, "
+            "noise_threshold_db = EXCLUDED.noise_threshold_db, updated_at = now()",
+            [
+                (
+                    d.id,
+                    d.name,
+                    d.latitude,
+                    d.longitude,
+                    d.model,
+                    None if d.calibration is None else json.dumps(d.calibration.model_dump()),
+                    d.sync_interval,
+                    d.noise_threshold_db,
+                )
+                for d in registry.devices.values()
+            ],
+        )
+    return len(registry.devices)
+
+
+def create_roles(
+    conn: psycopg.Connection,
+    writer: str,
+    reader: str,
+    writer_password: str | None = None,
+    reader_password: str | None = None,
+) -> None:
+    """Create and grant the writer and reader roles (run as the schema owner, after migrate)."""
+    with conn.transaction():
+        conn.execute(roles_sql(writer, reader).encode())
+        for role, password in ((writer, writer_password), (reader, reader_password)):
+            if password is not None:
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                        sql.Identifier(role), sql.Literal(password)
+                    )
+                )
+
+
+@dataclass(frozen=True, slots=True)
+class Pushed:
+    """What one transaction stored."""
+
+    sync_id: uuid.UUID
+    offered: int
+    inserted: int
+    results: int
+    gaps: int
+
+
+def push(conn: psycopg.Connection, batch: Batch, source: str) -> Pushed:
+    """Store a batch in one transaction, stamped with a fresh sync_id and sync_time."""
+    sync_id = uuid.uuid4()
+    sync_time = datetime.now(UTC)
+    by_kind: dict[str, list[Row]] = defaultdict(list)
+    for res in batch.results:
+        by_kind[res.kind].extend(res.rows)
+    offered = inserted = 0
+    with conn.transaction(), conn.cursor() as cur:
+        for kind, rows in by_kind.items():
+            table = TABLES[kind]
+            cur.execute(table.create_staging())
+            with cur.copy(table.copy()) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(table.insert(), (sync_id, sync_time))
+            offered += len(rows)
+            inserted += max(cur.rowcount, 0)
+        if batch.gaps:
+            cur.executemany(
+                GAP_INSERT,
+                [
+                    (
+                        g.uid,
+                        g.gap.device,
+                        g.gap.kind,
+                        g.gap.first_start,
+                        g.gap.last_start,
+                        g.gap.count,
+                        g.recorded_at,
+                        sync_id,
+                        sync_time,
+                    )
+                    for g in batch.gaps
+                ],
+            )
+        cur.execute(
+            SYNC_INSERT,
+            (sync_id, sync_time, source, inserted, offered, len(batch.results), len(batch.gaps)),
+        )
+    return Pushed(sync_id, offered, inserted, len(batch.results), len(batch.gaps))

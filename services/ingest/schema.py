@@ -1,0 +1,193 @@
+"""The tables results go into: columns, keys and the SQL that moves a batch. Pure (no I/O).
+
+The column lists here are the order in which `core` builds rows, in which the spool keeps them
+and in which they are copied into the staging tables: one place to change, checked against the
+migrations by the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Staging type of window_start: Unix seconds, turned into timestamptz by `to_timestamp`.
+EPOCH = "double precision"
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """One results table: its columns (name, SQL type) as staged, and its conflict key."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    key: tuple[str, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Column names, in row order."""
+        return tuple(name for name, _ in self.columns)
+
+    @property
+    def staging(self) -> str:
+        """The staging table's name (a temporary table of the same session)."""
+        return f"stage_{self.name}"
+
+    def create_staging(self) -> str:
+        """Staging DDL with explicit columns: `LIKE` would need SELECT on the target table."""
+        cols = ", ".join(f"{name} {sqltype}" for name, sqltype in self.columns)
+        return f"CREATE TEMPORARY TABLE {self.staging} ({cols}) ON COMMIT DROP"
+
+    def copy(self) -> str:
+        """COPY statement that fills the staging table."""
+        return f"COPY {self.staging} ({', '.join(self.names)}) FROM STDIN"
+
+    def insert(self) -> str:
+        """Move staged rows into the table, skipping rows whose key is already stored.
+
+        Parameters: sync_id, sync_time. The conflict target is explicit so that any other
+        constraint violation still raises instead of being silently skipped.
+        """
+        exprs = ", ".join(
+            f"to_timestamp({name})" if name == "window_start" else name for name in self.names
+        )
+        return (
+            f"INSERT INTO {self.name} ({', '.join(self.names)}, sync_id, sync_time) "
+            f"SELECT {exprs}, %s, %s FROM {self.staging} "
+            f"ON CONFLICT ({', '.join(self.key)}) DO NOTHING"
+        )
+
+
+_WINDOW = (("device", "text"), ("window_start", EPOCH), ("window_seq", "bigint"))
+
+#: Results tables by topic leaf (see shared.messages.RESULT_TYPES).
+TABLES: dict[str, Table] = {
+    "labels": Table(
+        "detections",
+        (
+            ("label", "text"),
+            ("rating", "real"),
+            *_WINDOW,
+            ("window_duration", "real"),
+            ("model", "text"),
+            ("rank", "smallint"),
+            ("speech_present", "boolean"),
+            ("inference_ms", "real"),
+        ),
+        ("device", "window_start", "model", "label"),
+    ),
+    "levels": Table(
+        "levels",
+        (
+            *_WINDOW,
+            ("window_duration", "real"),
+            ("leq_db", "double precision"),
+            ("laeq_db", "double precision"),
+            ("lceq_db", "double precision"),
+            ("peak_db", "double precision"),
+            ("dbfs", "double precision"),
+            ("bands", "jsonb"),
+            ("clipped", "boolean"),
+            ("gain_db", "double precision"),
+            ("sensitivity_dbv", "double precision"),
+            ("vadc", "double precision"),
+            ("uncalibrated", "boolean"),
+        ),
+        ("device", "window_start"),
+    ),
+    "summary": Table(
+        "level_summaries",
+        (
+            *_WINDOW,
+            ("window_duration", "real"),
+            ("laeq_db", "double precision"),
+            ("lamax_db", "double precision"),
+            ("lamin_db", "double precision"),
+            ("l10_db", "double precision"),
+            ("l50_db", "double precision"),
+            ("l90_db", "double precision"),
+            ("coverage", "double precision"),
+            ("uncalibrated", "boolean"),
+        ),
+        ("device", "window_start", "window_duration"),
+    ),
+    "indices": Table(
+        "indices",
+        (
+            *_WINDOW,
+            ("window_duration", "real"),
+            ("aci", "double precision"),
+            ("adi", "double precision"),
+            ("aei", "double precision"),
+            ("bi", "double precision"),
+            ("ndsi", "double precision"),
+            ("ht", "double precision"),
+            ("hf", "double precision"),
+            ("events", "bigint"),
+        ),
+        ("device", "window_start", "window_duration"),
+    ),
+    "events": Table(
+        "noise_events",
+        (
+            *_WINDOW,
+            ("window_duration", "real"),
+            ("threshold_db", "double precision"),
+            ("laeq_db", "double precision"),
+            ("lamax_db", "double precision"),
+            ("classes", "jsonb"),
+        ),
+        ("device", "window_start"),
+    ),
+}
+
+#: Gaps: a spool overflow (or any other recorded loss), stored idempotently by `uid`.
+GAP_INSERT = (
+    "INSERT INTO gaps (uid, device, kind, first_start, last_start, count, recorded_at, "
+    "sync_id, sync_time) VALUES (%s, %s, %s, to_timestamp(%s), to_timestamp(%s), %s, "
+    "to_timestamp(%s), %s, %s) ON CONFLICT (uid) DO NOTHING"
+)
+
+SYNC_INSERT = (
+    "INSERT INTO syncs (sync_id, sync_time, source, rows, offered, results, gaps) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+def roles_sql(writer: str, reader: str) -> str:
+    """SQL that creates (if missing) and grants the ingest writer and the read-only reader.
+
+    Run it as the schema owner, in the soundscape database, after the migrations. Re-running
+    it is harmless; re-run it after a migration that adds a table. Role names must be plain
+    identifiers (settings enforce it). Passwords are set separately (`ALTER ROLE ... PASSWORD`).
+    """
+    results = ", ".join(t.name for t in TABLES.values())
+    lines = [
+        "DO $$",
+        "BEGIN",
+        f"  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{writer}') THEN",
+        f"    CREATE ROLE {writer} LOGIN;",
+        "  END IF;",
+        f"  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{reader}') THEN",
+        f"    CREATE ROLE {reader} LOGIN;",
+        "  END IF;",
+        f"  EXECUTE format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO {writer}', "
+        "current_database());",
+        f"  EXECUTE format('GRANT CONNECT ON DATABASE %I TO {reader}', current_database());",
+        "END $$;",
+        f"GRANT USAGE ON SCHEMA public TO {writer}, {reader};",
+        "-- ingest: insert results; read only the key columns that ON CONFLICT (key) checks",
+        f"GRANT INSERT ON {results}, syncs, gaps TO {writer};",
+    ]
+    for table in TABLES.values():
+        lines.append(f"GRANT SELECT ({', '.join(table.key)}) ON {table.name} TO {writer};")
+    lines += [
+        f"GRANT SELECT (uid) ON gaps TO {writer};",
+        f"GRANT USAGE ON SEQUENCE gaps_id_seq TO {writer};",
+        "-- ingest mirrors the device registry file into devices (upsert)",
+        f"GRANT SELECT (id), INSERT, UPDATE ON devices TO {writer};",
+        "-- ingest checks the schema version before it writes",
+        f"GRANT SELECT ON schema_migrations TO {writer};",
+        "-- readers: everything, read-only",
+        f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader};",
+        "",
+    ]
+    return "\n".join(lines)

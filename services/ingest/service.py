@@ -1,0 +1,233 @@
+"""ingest, running: the broker link, the spool writer and the sync, under one TaskGroup.
+
+Three threads do the blocking work, each for a reason: paho's network thread (paho is not
+asyncio; we need its manual acks, see link.py), one spool-writer thread (SQLite commits with
+fsync) and one sync thread (psycopg's COPY of up to `batch_size` results). The asyncio loop
+only moves deliveries from paho to the writer, paces the syncs and publishes the status, so
+a slow fsync or a long COPY never delays the others.
+
+    paho thread --deliver--> asyncio queue --batch--> writer thread: decode, validate,
+                                                      spool.put (commit), then PUBACK
+    sync thread, every sync_interval: spool --COPY--> PostgreSQL (commit), then spool delete
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from services.ingest.core import Rejection, Result, Triage, sync_interval
+from services.ingest.link import Delivery, Link
+from services.ingest.settings import IngestSettings
+from services.ingest.spool import Spool
+from services.ingest.sync import Stats, Syncer
+from shared.devices import DeviceRegistry
+from shared.messages import RESULT_TYPES, Status
+from shared.settings import MqttSettings
+
+log = logging.getLogger(__name__)
+
+
+class Ingest:
+    """One ingest process. Build inside the running loop; `await run(stop)`."""
+
+    def __init__(
+        self, settings: IngestSettings, mqtt: MqttSettings, registry: DeviceRegistry
+    ) -> None:
+        if settings.database_url is None:
+            raise ValueError("ingest needs a database URL")
+        self.settings = settings
+        self.mqtt = mqtt
+        self.interval = sync_interval(
+            settings.sync_interval,
+            settings.device,
+            {d.id: d.sync_interval for d in registry.devices.values()},
+        )
+        self.stats = Stats()
+        self.triage = Triage(
+            mqtt.topic_prefix,
+            registry,
+            require_known_device=settings.require_known_device,
+            device=settings.device,
+            max_future_s=settings.max_future_s,
+        )
+        self.spool = Spool(settings.spool, settings.spool_max)
+        self.syncer = Syncer(
+            self.spool,
+            settings.database_url.get_secret_value(),
+            source=settings.status_source,
+            batch_size=settings.batch_size,
+            registry=registry,
+            connect_timeout=settings.connect_timeout,
+            stats=self.stats,
+        )
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._stopping = threading.Event()
+        self.link = Link(
+            mqtt,
+            client_id=settings.client_id,
+            node=settings.node_id,
+            topics=[
+                cls.subscription(mqtt.topic_prefix, settings.device)
+                for cls in RESULT_TYPES.values()
+            ],
+            session_expiry=settings.session_expiry,
+            receive_maximum=settings.receive_maximum,
+            on_delivery=self._deliver,
+            status=self.status,
+        )
+
+    # --- status -----------------------------------------------------------------------------
+    def status(self, state: str) -> Status:
+        """This node's status: `degraded` while the database refuses or cannot be reached."""
+        counters = self.stats.snapshot()
+        counters["spool_depth"] = self.spool.depth()
+        detail = None
+        if state == "online" and not self.syncer.healthy:
+            state, detail = "degraded", (self.syncer.last_error or "sync failing")[:500]
+        return Status(
+            device=self.settings.node_id,
+            service="ingest",
+            state=state,  # type: ignore[arg-type]
+            detail=detail,
+            counters=counters,
+        )
+
+    # --- running ----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Receive, spool and sync until `stop` is set; then a final sync, then offline."""
+        writer = ThreadPoolExecutor(1, thread_name_prefix="ingest-spool")
+        syncing = ThreadPoolExecutor(1, thread_name_prefix="ingest-sync")
+        log.info(
+            "ingest: %s results from %s, spool %s (max %d), sync every %.1f s",
+            self.settings.device or "every device's",
+            self.mqtt.topic_prefix,
+            self.settings.spool,
+            self.settings.spool_max,
+            self.interval,
+        )
+        self.link.start()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [
+                    tg.create_task(self._receive(writer)),
+                    tg.create_task(self._sync_loop(syncing)),
+                    tg.create_task(self._heartbeat()),
+                ]
+                await stop.wait()
+                log.info("ingest: stopping; final sync")
+                self._stopping.set()
+                for task in tasks:
+                    task.cancel()
+            # Whatever the writer has started is committed and acknowledged first.
+            await self._loop.run_in_executor(writer, _nothing)
+            try:
+                async with asyncio.timeout(self.settings.shutdown_timeout):
+                    await self._loop.run_in_executor(syncing, self.syncer.sync)
+            except TimeoutError:
+                log.warning(
+                    "final sync still running after %.0f s; %d results stay in the spool "
+                    "for the next start",
+                    self.settings.shutdown_timeout,
+                    self.spool.depth(),
+                )
+        finally:
+            writer.shutdown(wait=True)
+            self.link.stop(self.status("offline"))
+            syncing.shutdown(wait=True)
+            self.syncer.close()
+            self.spool.close()
+
+    def _deliver(self, delivery: Delivery) -> None:
+        """paho's thread: hand over to the loop, never block (receive-maximum bounds it)."""
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, delivery)
+        except RuntimeError:
+            # The loop has closed (shutdown): not acknowledged, so the broker keeps it.
+            log.debug("delivery on %s after shutdown; the broker will redeliver", delivery.topic)
+
+    async def _receive(self, writer: ThreadPoolExecutor) -> None:
+        limit = self.settings.receive_maximum
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < limit and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._loop.run_in_executor(writer, self._spool_batch, batch)
+
+    def _spool_batch(self, batch: list[Delivery]) -> None:
+        """Writer thread: validate, commit to the spool, then acknowledge every delivery."""
+        now = time.time()
+        results: list[Result] = []
+        for delivery in batch:
+            verdict = self.triage.message(
+                delivery.topic, delivery.payload, delivery.content_type, now
+            )
+            if isinstance(verdict, Rejection):
+                log.warning("rejected %s: %s", verdict.topic, verdict.reason)
+                self.stats.add("rejected")
+                self.stats.add(verdict.counter)
+            else:
+                results.append(verdict)
+        while True:
+            try:
+                outcome = self.spool.put(results, now)
+                break
+            except sqlite3.Error as exc:
+                self.stats.add("spool_errors")
+                if self._stopping.is_set():
+                    log.error("spool %s: %s; not acknowledged", self.settings.spool, exc)
+                    return
+                log.error("spool %s: %s; retrying in 1 s", self.settings.spool, exc)
+                time.sleep(1.0)
+        self.stats.add("received", len(batch))
+        self.stats.add("spooled", outcome.stored)
+        self.stats.add("duplicates", outcome.duplicates)
+        self.stats.add("dropped", outcome.dropped)
+        for gap in outcome.gaps:
+            log.warning(
+                "spool full (%d results): dropped %d oldest %s results of %s (%.3f..%.3f)",
+                self.settings.spool_max,
+                gap.count,
+                gap.kind,
+                gap.device,
+                gap.first_start,
+                gap.last_start,
+            )
+        unacked = sum(not self.link.ack(d) for d in batch)
+        self.stats.add("acked", len(batch) - unacked)
+
+    async def _sync_loop(self, syncing: ThreadPoolExecutor) -> None:
+        while True:
+            await self._loop.run_in_executor(syncing, self.syncer.sync)
+            await asyncio.sleep(self.interval)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.mqtt.status_interval)
+            self.link.publish_status(self.status("online"))
+
+
+def _nothing() -> None:
+    """A no-op to wait for a single-thread executor's earlier work."""
+
+
+async def serve(settings: IngestSettings, mqtt: MqttSettings, registry: DeviceRegistry) -> None:
+    """Run ingest until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await Ingest(settings, mqtt, registry).run(stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)

@@ -1,0 +1,211 @@
+"""The sync: move everything in the spool to PostgreSQL, batch by batch. Blocking; run it in
+a thread of its own.
+
+One sync takes batches from the spool until it is empty, and for each: push it in one
+transaction, then (only then) delete it from the spool. A crash between the commit and the
+delete leaves the batch in the spool; the next sync offers it again and `ON CONFLICT DO
+NOTHING` stores nothing twice. A batch PostgreSQL refuses for a value (not for being down) is
+split in halves until the result carrying the value is alone; that one is quarantined in the
+spool with the reason, and every good result of the batch is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+import psycopg
+
+from services.ingest import db
+from services.ingest.spool import Batch, Spool
+from shared.devices import DeviceRegistry
+from shared.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Stats:
+    """Thread-safe counters that go into the retained status."""
+
+    _counts: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, name: str, n: int = 1) -> None:
+        """Increment a counter."""
+        if n:
+            with self._lock:
+                self._counts[name] += n
+
+    def snapshot(self) -> dict[str, int]:
+        """A copy of every counter."""
+        with self._lock:
+            return dict(self._counts)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    """What one sync did."""
+
+    batches: int = 0
+    offered: int = 0
+    inserted: int = 0
+    results: int = 0
+    quarantined: int = 0
+    error: str | None = None
+
+
+class Syncer:
+    """Owns the PostgreSQL connection; prepares the schema once per connection."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        dsn: str,
+        *,
+        source: str,
+        batch_size: int,
+        registry: DeviceRegistry | None = None,
+        connect_timeout: int = 10,
+        stats: Stats | None = None,
+    ) -> None:
+        self.spool = spool
+        self.dsn = dsn
+        self.source = source
+        self.batch_size = batch_size
+        self.registry = registry or DeviceRegistry()
+        self.connect_timeout = connect_timeout
+        self.stats = stats or Stats()
+        self.healthy = True
+        self.last_error: str | None = None
+        self._conn: psycopg.Connection | None = None
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        conn = psycopg.connect(
+            self.dsn,
+            autocommit=True,
+            connect_timeout=self.connect_timeout,
+            application_name="soundscape-ingest",
+        )
+        try:
+            applied = db.migrate(conn)
+            if applied:
+                log.info("database schema migrated: %s", ", ".join(applied))
+            n = db.upsert_devices(conn, self.registry)
+            if n:
+                log.info("device registry: %d devices mirrored into the devices table", n)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def sync(self) -> SyncReport:
+        """Move the whole spool to PostgreSQL; never raises for an unreachable database."""
+        report = SyncReport()
+        try:
+            conn = self._connection()
+            while batch := self.spool.take(self.batch_size):
+                try:
+                    part = self._store(conn, batch)
+                except BaseException:
+                    self.spool.release()
+                    raise
+                self.spool.done(batch)
+                report = SyncReport(
+                    report.batches + part.batches,
+                    report.offered + part.offered,
+                    report.inserted + part.inserted,
+                    report.results + part.results,
+                    report.quarantined + part.quarantined,
+                )
+        except db.UNREACHABLE as exc:
+            self.close()
+            return self._failed(report, f"database unreachable: {_first_line(exc)}", False)
+        except (ConfigError, psycopg.Error) as exc:
+            # Privileges, a missing table, a schema behind: not the data's fault, and not
+            # fixed by waiting, but nothing is lost while results wait in the spool.
+            self.close()
+            return self._failed(report, f"database refused the sync: {_first_line(exc)}", True)
+        self.healthy = True
+        self.last_error = None
+        if report.batches:
+            log.info(
+                "synced %d results (%d rows new of %d) in %d transaction(s)",
+                report.results,
+                report.inserted,
+                report.offered,
+                report.batches,
+            )
+        return report
+
+    def _failed(self, report: SyncReport, reason: str, loud: bool) -> SyncReport:
+        self.stats.add("sync_failures")
+        if self.healthy or reason != self.last_error:
+            (log.error if loud else log.warning)(
+                "%s; %d results wait in the spool", reason, self.spool.depth()
+            )
+        self.healthy = False
+        self.last_error = reason
+        return SyncReport(
+            report.batches,
+            report.offered,
+            report.inserted,
+            report.results,
+            report.quarantined,
+            reason,
+        )
+
+    def _store(self, conn: psycopg.Connection, batch: Batch) -> SyncReport:
+        """Push a batch; split it when PostgreSQL refuses one of its values."""
+        try:
+            pushed = db.push(conn, batch, self.source)
+        except db.REFUSED as exc:
+            if len(batch.results) <= 1:
+                reason = _first_line(exc)
+                if batch.results:
+                    res = batch.results[0]
+                    log.warning(
+                        "PostgreSQL refused a %s result of %s at %.3f: %s; quarantined",
+                        res.kind,
+                        res.device,
+                        res.start,
+                        reason,
+                    )
+                    self.spool.quarantine(batch, reason)
+                    self.stats.add("quarantined")
+                    if batch.gaps:
+                        self._store(conn, Batch((), (), batch.gaps))
+                    return SyncReport(quarantined=1)
+                raise
+            first, second = batch.split()
+            a = self._store(conn, first)
+            b = self._store(conn, second)
+            return SyncReport(
+                a.batches + b.batches,
+                a.offered + b.offered,
+                a.inserted + b.inserted,
+                a.results + b.results,
+                a.quarantined + b.quarantined,
+            )
+        self.stats.add("syncs")
+        self.stats.add("synced_results", pushed.results)
+        self.stats.add("synced_rows", pushed.inserted)
+        self.stats.add("duplicate_rows", pushed.offered - pushed.inserted)
+        self.stats.add("synced_gaps", pushed.gaps)
+        return SyncReport(1, pushed.offered, pushed.inserted, pushed.results)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
