@@ -1,0 +1,1 @@
+"""levels: calibrated sound levels, Fast-weighted statistics, acoustic indices and noise events."""

@@ -1,0 +1,3 @@
+from services.levels.app import main
+
+raise SystemExit(main())

@@ -1,0 +1,281 @@
+"""`soundscape levels`: the MQTT adapter around the levels core.
+
+Audio chunks (QoS 0) go into a bounded queue; one task measures them in order, off the event
+loop, and publishes levels and finished summaries; another computes acoustic indices, also off
+the loop. Labels from inference feed the noise-event linker. A bad payload is logged with its
+topic and reason, counted (`rejected`) and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import ValidationError
+
+from services.levels.core import ChunkOutput, Flushed, LevelsCore
+from services.levels.events import EventLinker
+from services.levels.indices import IndicesJob, compute
+from services.levels.settings import LevelsSettings
+from shared.devices import DeviceRegistry
+from shared.errors import ConfigError, MessageError
+from shared.messages import AudioChunk, LabelsResult, Message
+from shared.mqtt import Incoming, MqttBus, Subscription
+from shared.runtime import serve, setup_logging
+from shared.settings import MqttSettings, RegistrySettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: How often idle devices and waiting noise events are looked at, seconds.
+TICK = 1.0
+#: Indices windows waiting to be computed; beyond, dropped and counted.
+INDICES_QUEUE = 64
+
+
+class LevelsService:
+    """The levels service: subscriptions, queues, workers and counters."""
+
+    def __init__(
+        self, settings: LevelsSettings, mqtt: MqttSettings, registry: DeviceRegistry
+    ) -> None:
+        cal, uncalibrated = settings.default_calibration()
+        self.settings = settings
+        self.core = LevelsCore(
+            registry=registry,
+            summary_seconds=settings.summary_seconds,
+            indices_seconds=settings.indices_seconds,
+            indices_min_coverage=settings.indices_min_coverage,
+            default_calibration=cal,
+            default_uncalibrated=uncalibrated,
+            default_threshold_db=settings.noise_threshold_db,
+            max_devices=settings.max_devices,
+        )
+        self.linker = EventLinker(
+            min_seconds=settings.event_min_seconds,
+            wait=settings.event_labels_wait,
+            classes=settings.event_classes,
+            history_size=settings.label_history,
+            max_devices=settings.max_devices,
+        )
+        self.stats: Counter[str] = Counter()
+        prefix = mqtt.topic_prefix
+        self.prefix = prefix
+        self.bus = MqttBus(
+            mqtt,
+            node=settings.node_id,
+            service="levels",
+            subscriptions=[
+                Subscription(AudioChunk.subscription(prefix), 0),
+                Subscription(LabelsResult.subscription(prefix), 1),
+            ],
+            handler=self.handle,
+            counters=self.counters,
+        )
+        self.chunks: asyncio.Queue[tuple[AudioChunk, float]] = asyncio.Queue(settings.queue_size)
+        self.jobs: asyncio.Queue[IndicesJob] = asyncio.Queue(INDICES_QUEUE)
+
+    def counters(self) -> dict[str, int]:
+        """Counters for the retained status."""
+        return {**self.stats, "devices": self.core.devices, "queued": self.chunks.qsize()}
+
+    # --- incoming -----------------------------------------------------------------------------
+    def reject(self, topic: str, reason: str) -> None:
+        """Log and count a message that cannot be used."""
+        self.stats["rejected"] += 1
+        log.warning("rejected message on %s: %s", topic, reason)
+
+    async def handle(self, msg: Incoming) -> None:
+        """Dispatch one incoming message; never raises for a bad payload."""
+        try:
+            if msg.topic.endswith("/" + AudioChunk.LEAF):
+                chunk = AudioChunk.from_mqtt(self.prefix, msg.topic, msg.payload, msg.content_type)
+                self._enqueue(chunk)
+            elif msg.topic.endswith("/" + LabelsResult.LEAF):
+                labels = LabelsResult.from_mqtt(
+                    self.prefix, msg.topic, msg.payload, msg.content_type
+                )
+                self.stats["labels"] += 1
+                self.linker.on_labels(labels)
+                self._publish_events(self.linker.due(time.monotonic()))
+            else:
+                self.reject(msg.topic, "not an audio or labels topic")
+        except MessageError as exc:
+            self.reject(msg.topic, str(exc))
+
+    def _enqueue(self, chunk: AudioChunk) -> None:
+        try:
+            self.chunks.put_nowait((chunk, time.monotonic()))
+        except asyncio.QueueFull:
+            self.stats["dropped"] += 1
+            if self.stats["dropped"] % 100 == 1:
+                log.warning(
+                    "measurement queue full (%d chunks): dropped %d chunks so far",
+                    self.settings.queue_size,
+                    self.stats["dropped"],
+                )
+
+    # --- outgoing -----------------------------------------------------------------------------
+    def _publish(self, msg: Message, counter: str) -> None:
+        self.bus.publish(msg)
+        self.stats[counter] += 1
+
+    def _publish_events(self, events: Sequence[Message]) -> None:
+        for ev in events:
+            self._publish(ev, "events")
+
+    def _publish_output(self, out: ChunkOutput, now: float) -> None:
+        self._publish(out.levels, "levels")
+        lv = out.levels
+        self.linker.on_level(
+            lv.device,
+            lv.seq,
+            lv.start,
+            lv.duration,
+            lv.laeq_db if lv.laeq_db is not None else lv.leq_db,
+            out.lafmax_db,
+            out.threshold_db,
+            out.continuous,
+            now,
+        )
+        for summary in out.summaries:
+            self._publish(summary, "summaries")
+        self._queue_jobs(out.jobs)
+
+    def _publish_flushed(self, flushed: list[Flushed], now: float, jobs: bool = True) -> None:
+        for item in flushed:
+            self.linker.close(item.device, now)
+            for summary in item.summaries:
+                self._publish(summary, "summaries")
+            if jobs:
+                self._queue_jobs(item.jobs)
+
+    def _queue_jobs(self, jobs: list[IndicesJob]) -> None:
+        for job in jobs:
+            try:
+                self.jobs.put_nowait(job)
+            except asyncio.QueueFull:
+                self.stats["indices_dropped"] += 1
+                log.warning(
+                    "indices queue full: dropped the window of %s at %.0f", job.device, job.start
+                )
+
+    # --- workers ------------------------------------------------------------------------------
+    async def _offload(self, fn: Callable[[], T]) -> T:
+        """Run `fn` in a thread; if cancelled meanwhile, let it finish before re-raising."""
+        task = asyncio.ensure_future(asyncio.to_thread(fn))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({task})
+            raise
+
+    async def measure(self) -> None:
+        """Measure chunks in arrival order; publish levels, summaries and due noise events."""
+        last_tick = time.monotonic()
+        try:
+            while True:
+                item: tuple[AudioChunk, float] | None = None
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(TICK):
+                        item = await self.chunks.get()
+                if item is not None:
+                    chunk, received = item
+                    try:
+                        out = await self._offload(
+                            functools.partial(self.core.process, chunk, received)
+                        )
+                    except MessageError as exc:
+                        self.reject(AudioChunk.topic_for(self.prefix, chunk.device), str(exc))
+                    else:
+                        self.stats["chunks"] += 1
+                        self._publish_output(out, time.monotonic())
+                now = time.monotonic()
+                if now - last_tick >= TICK:
+                    last_tick = now
+                    idle = self.core.flush_idle(now, self.settings.idle_seconds)
+                    self._publish_flushed(idle, now)
+                self._publish_events(self.linker.due(now))
+        except asyncio.CancelledError:
+            # Shutdown: what was measured is published (partial intervals show their coverage);
+            # open indices windows are dropped, computing them would delay the exit.
+            now = time.monotonic()
+            self._publish_flushed(self.core.flush_all(), now, jobs=False)
+            self._publish_events(self.linker.flush(now))
+            raise
+
+    async def indices(self) -> None:
+        """Compute the acoustic indices of completed windows, one at a time, off the loop."""
+        while True:
+            job = await self.jobs.get()
+            try:
+                result = await self._offload(functools.partial(compute, job))
+            except (ValueError, ArithmeticError, IndexError) as exc:
+                self.stats["indices_failed"] += 1
+                log.warning("indices of %s at %.0f failed: %s", job.device, job.start, exc)
+                continue
+            if result is None:
+                self.stats["indices_skipped"] += 1
+            else:
+                self._publish(result, "indices")
+
+    async def run(self) -> None:
+        """Serve until SIGINT/SIGTERM."""
+        await serve(self.bus, self.measure(), self.indices())
+
+
+async def run(settings: LevelsSettings, mqtt: MqttSettings, registry: DeviceRegistry) -> None:
+    """Build the service inside the running loop and serve."""
+    await LevelsService(settings, mqtt, registry).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `soundscape levels`."""
+    parser = argparse.ArgumentParser(
+        prog="soundscape levels",
+        description="Calibrated sound levels, Fast-weighted statistics, acoustic indices and "
+        "noise events from the audio topics. Settings: SOUNDSCAPE_LEVELS_* (docs/levels.md).",
+    )
+    parser.add_argument("--summary-seconds", type=float, help="LAeq/L10/L50/L90 interval, s")
+    parser.add_argument("--indices-seconds", type=float, help="acoustic-indices window, s")
+    parser.add_argument("--event-min-seconds", type=float, help="shortest noise event, s")
+    parser.add_argument("--node-id", help="node id of the retained status")
+    parser.add_argument("--devices-file", type=Path, help="TOML device registry")
+    args = parser.parse_args(argv)
+    overrides = {
+        k: v
+        for k, v in (
+            ("summary_seconds", args.summary_seconds),
+            ("indices_seconds", args.indices_seconds),
+            ("event_min_seconds", args.event_min_seconds),
+            ("node_id", args.node_id),
+        )
+        if v is not None
+    }
+    try:
+        settings = LevelsSettings(**overrides)
+        mqtt = MqttSettings()
+        reg = RegistrySettings()
+        registry = DeviceRegistry.load(args.devices_file or reg.devices_file)
+    except (ValidationError, ConfigError) as exc:
+        print(f"soundscape levels: {exc}", file=sys.stderr)
+        return 2
+    setup_logging()
+    log.info(
+        "levels: summary %gs, indices %gs, %d devices in the registry",
+        settings.summary_seconds,
+        settings.indices_seconds,
+        len(registry.devices),
+    )
+    asyncio.run(run(settings, mqtt, registry))
+    return 0

@@ -1,0 +1,182 @@
+"""The levels service's measurements, free of I/O: chunks in, messages and indices jobs out.
+
+Each device has its own state (weighting filters, Fast time weighting, the open summary
+interval and indices window), so a stream cut into chunks is measured as one signal. A gap in
+the stream (a missing sequence number, a jump in time, a change of sample rate) restarts the
+filters; intervals and windows keep what they had, and their `coverage` shows the gap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from services.levels.bands import band_mean_squares
+from services.levels.indices import IndicesJob, IndicesWindows
+from services.levels.measure import (
+    is_clipped,
+    ms_to_dbfs,
+    ms_to_spl,
+    prototype_leq,
+)
+from services.levels.summary import SummaryTracker
+from services.levels.weighting import FastWeighting, WeightingFilter
+from shared.devices import DeviceRegistry
+from shared.errors import MessageError
+from shared.messages import AudioChunk, Calibration, LevelsResult, LevelsSummary
+
+#: Largest difference between a chunk's start and the previous chunk's end still seen as
+#: continuous, seconds (sample-clock jitter, float rounding).
+CONTINUITY_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class ChunkOutput:
+    """What one chunk produced."""
+
+    levels: LevelsResult
+    lafmax_db: float  # highest Fast A-weighted level in the chunk
+    threshold_db: float  # the device's noise-event threshold
+    continuous: bool  # no gap between this chunk and the previous one of the device
+    summaries: list[LevelsSummary]
+    jobs: list[IndicesJob]
+
+
+@dataclass(frozen=True)
+class Flushed:
+    """What closing a device's open interval and window produced."""
+
+    device: str
+    summaries: list[LevelsSummary]
+    jobs: list[IndicesJob]
+
+
+@dataclass
+class _Device:
+    rate: int
+    calibration: Calibration
+    uncalibrated: bool
+    threshold_db: float
+    summary: SummaryTracker
+    indices: IndicesWindows
+    a: WeightingFilter
+    c: WeightingFilter
+    fast: FastWeighting
+    next_seq: int = -1
+    next_start: float = 0.0
+    last_seen: float = 0.0
+
+
+@dataclass
+class LevelsCore:
+    """Measures every device's chunks."""
+
+    registry: DeviceRegistry
+    summary_seconds: float = 60.0
+    indices_seconds: float = 60.0
+    indices_min_coverage: float = 0.5
+    default_calibration: Calibration = field(default_factory=Calibration)
+    default_uncalibrated: bool = True
+    default_threshold_db: float = 65.0
+    max_devices: int = 1000
+    _devices: dict[str, _Device] = field(default_factory=dict, init=False)
+
+    @property
+    def devices(self) -> int:
+        """Devices with state right now."""
+        return len(self._devices)
+
+    def _new_device(self, device: str, rate: int) -> _Device:
+        known = self.registry.get(device)
+        cal, uncalibrated = self.registry.calibration(device)
+        if known is None or known.calibration is None:
+            cal, uncalibrated = self.default_calibration, self.default_uncalibrated
+        return _Device(
+            rate=rate,
+            calibration=cal,
+            uncalibrated=uncalibrated,
+            threshold_db=known.noise_threshold_db if known else self.default_threshold_db,
+            summary=SummaryTracker(device, self.summary_seconds),
+            indices=IndicesWindows(device, self.indices_seconds, self.indices_min_coverage),
+            a=WeightingFilter("A", rate),
+            c=WeightingFilter("C", rate),
+            fast=FastWeighting(rate),
+        )
+
+    def process(self, chunk: AudioChunk, now: float = 0.0) -> ChunkOutput:
+        """Measure one chunk; `now` (monotonic seconds) only serves to notice idle devices."""
+        state = self._devices.get(chunk.device)
+        if state is None:
+            if len(self._devices) >= self.max_devices:
+                raise MessageError(
+                    f"device {chunk.device!r} would exceed max_devices={self.max_devices}"
+                )
+            state = self._devices[chunk.device] = self._new_device(chunk.device, chunk.rate)
+        continuous = (
+            state.next_seq == chunk.seq
+            and state.rate == chunk.rate
+            and abs(chunk.start - state.next_start) <= CONTINUITY_TOLERANCE
+        )
+        if not continuous:
+            state.rate = chunk.rate
+            state.a = WeightingFilter("A", chunk.rate)
+            state.c = WeightingFilter("C", chunk.rate)
+            state.fast = FastWeighting(chunk.rate)
+            state.summary.restart_grid()
+        state.next_seq = chunk.seq + 1
+        state.next_start = chunk.end
+        state.last_seen = now
+
+        cal = state.calibration
+        x = chunk.mono()
+        x64 = x.astype(np.float64)
+        a = state.a.process(x64)
+        a2 = a * a
+        c = state.c.process(x64)
+        fast = state.fast.process(a2)
+        mean_square = float(np.mean(x64 * x64))
+        levels = LevelsResult(
+            device=chunk.device,
+            seq=chunk.seq,
+            start=chunk.start,
+            duration=chunk.seconds,
+            leq_db=prototype_leq(x, cal),
+            laeq_db=ms_to_spl(float(np.mean(a2)), cal),
+            lceq_db=ms_to_spl(float(np.mean(c * c)), cal),
+            peak_db=ms_to_spl(float(np.max(np.abs(x64))) ** 2, cal),
+            dbfs=ms_to_dbfs(mean_square),
+            bands={k: ms_to_spl(v, cal) for k, v in band_mean_squares(x64, chunk.rate).items()},
+            clipped=is_clipped(chunk),
+            calibration=cal,
+            uncalibrated=state.uncalibrated,
+        )
+        summaries = state.summary.add(
+            chunk.start, chunk.rate, chunk.seq, a2, fast, cal, state.uncalibrated
+        )
+        jobs = state.indices.add(chunk.start, chunk.rate, chunk.seq, x)
+        return ChunkOutput(
+            levels=levels,
+            lafmax_db=ms_to_spl(float(fast.max()), cal),
+            threshold_db=state.threshold_db,
+            continuous=continuous,
+            summaries=summaries,
+            jobs=jobs,
+        )
+
+    def flush_idle(self, now: float, idle_seconds: float) -> list[Flushed]:
+        """Close and forget the devices not heard from for `idle_seconds` (monotonic `now`)."""
+        idle = [d for d, s in self._devices.items() if now - s.last_seen >= idle_seconds]
+        return [self._flush(d) for d in idle]
+
+    def flush_all(self) -> list[Flushed]:
+        """Close and forget every device (shutdown)."""
+        return [self._flush(d) for d in list(self._devices)]
+
+    def _flush(self, device: str) -> Flushed:
+        state = self._devices.pop(device)
+        return Flushed(
+            device=device,
+            summaries=state.summary.flush(state.calibration, state.uncalibrated),
+            jobs=state.indices.flush(),
+        )

@@ -1,0 +1,79 @@
+"""From samples to decibels: the prototype's dB SPL, calibration maths and finite floors.
+
+A sample value of 1.0 (digital full scale) is `Vadc / 2` volts at the ADC; the microphone
+gives 10^(sensitivity/20) V/Pa and the preamplifier 10^(gain/20) times that, so one unit of
+full scale is `pascal_per_unit(cal)` pascals. That is scikit-maad's `wav2pressure` (>= 1.5.1;
+older releases left out the `/ 2` and read 6 dB high, scikit-maad issue #105).
+
+Every level here is finite: mean squares below `FLOOR_MS` (-200 dBFS) read as that floor, so
+digital silence gives a low, finite number instead of -inf, and NaN never appears.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from maad.spl import wav2dBSPL
+from maad.util import mean_dB
+
+from shared.messages import AudioChunk, Calibration
+
+#: Reference sound pressure in air, Pa.
+P_REF = 20e-6
+#: Smallest mean square (re full scale squared) that reads as a level: -200 dBFS.
+FLOOR_MS = 1e-20
+#: The range the message fields accept (shared.messages.common.Decibel).
+DB_MIN, DB_MAX = -400.0, 400.0
+
+
+def pascal_per_unit(cal: Calibration) -> float:
+    """Sound pressure, Pa, of a sample value of 1.0 (digital full scale)."""
+    return float(cal.vadc / 2 / 10 ** (cal.sensitivity_dbv / 20) / 10 ** (cal.gain_db / 20))
+
+
+def _clamp(db: float) -> float:
+    return min(max(db, DB_MIN), DB_MAX)
+
+
+def ms_to_dbfs(mean_square: float) -> float:
+    """A mean square re full scale as dBFS (full-scale sine: -3.01 dBFS), floored."""
+    return _clamp(10 * math.log10(max(float(mean_square), FLOOR_MS)))
+
+
+def ms_to_spl(mean_square: float, cal: Calibration) -> float:
+    """A mean square re full scale as dB SPL under `cal`, floored."""
+    offset = 20 * math.log10(pascal_per_unit(cal) / P_REF)
+    return _clamp(10 * math.log10(max(float(mean_square), FLOOR_MS)) + offset)
+
+
+def floor_spl(cal: Calibration) -> float:
+    """The level digital silence reads as under `cal`, dB SPL."""
+    return ms_to_spl(0.0, cal)
+
+
+def prototype_leq(samples: np.ndarray, cal: Calibration) -> float:
+    """Z-weighted Leq exactly as the prototype: `mean_dB(wav2dBSPL(x, gain, sensitivity, Vadc))`.
+
+    Only the floor is added: silence (where maad returns -inf or a -3000 dB artefact) reads as
+    `floor_spl(cal)`.
+    """
+    if samples.size == 0:
+        return floor_spl(cal)
+    with np.errstate(divide="ignore", over="ignore", under="ignore", invalid="ignore"):
+        levels = wav2dBSPL(
+            samples, gain=cal.gain_db, sensitivity=cal.sensitivity_dbv, Vadc=cal.vadc
+        )
+        value = float(mean_dB(levels))
+    floor = floor_spl(cal)
+    if not math.isfinite(value) or value < floor:
+        return floor
+    return _clamp(value)
+
+
+def is_clipped(chunk: AudioChunk) -> bool:
+    """True when any sample of any channel sits at digital full scale (either rail)."""
+    dtype = "<i2" if chunk.width == 2 else "<i4"
+    raw = np.frombuffer(chunk.pcm, dtype=dtype)
+    top = 2 ** (8 * chunk.width - 1)
+    return bool(raw.max() >= top - 1 or raw.min() <= -top)
