@@ -286,17 +286,16 @@ def noise_events(
 def gaps(
     conn: Connection, devices: Sequence[str], start: datetime, end: datetime, limit: int
 ) -> pd.DataFrame:
-    """Recorded gaps (lost or unclassified audio) that overlap the range, newest first.
+    """Recorded gaps (results known to be lost) that overlap the range, newest first.
 
-    Gaps not tied to a device (device NULL) are always included. Columns: first_start,
-    last_start, device, kind, count, recorded_at.
+    Columns: first_start, last_start, device, kind, count, recorded_at.
     """
     return _frame(
         conn,
         """
         SELECT first_start, last_start, device, kind, count, recorded_at
         FROM gaps
-        WHERE (device = ANY(%(devices)s) OR device IS NULL)
+        WHERE device = ANY(%(devices)s)
           AND first_start < %(end)s AND last_start >= %(start)s
         ORDER BY last_start DESC, id DESC
         LIMIT %(limit)s

@@ -1,4 +1,4 @@
-"""The results schema and a small, exactly known data set for the dashboard tests."""
+"""The results schema (ingest's migrations) and a small, exactly known data set."""
 
 from __future__ import annotations
 
@@ -6,18 +6,18 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 
-SCHEMA = Path(__file__).with_name("schema.sql")
+from services.ingest.db import migrate
+
 LABELS = (("Speech", 0.9), ("Car", 0.5), ("Bird", 0.3), ("Wind", 0.2), ("Hum", 0.1))
 
 
 def apply_schema(dsn: str) -> None:
-    """Create the contract's tables (the stand-in for ingest's migrations)."""
+    """Create the results tables exactly as ingest does: its versioned migrations."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(SCHEMA.read_text(encoding="utf-8"))
+        migrate(conn)
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def populate(dsn: str) -> Dataset:
       [t-1h, t) Leq alternating 60/70 and LAeq 50/60 (energetic means 67.40 and 57.40).
     - ouse levels every 10 s over [t-1h, t) at 45 dB, no LAeq, uncalibrated; plus one at now-5s.
     - detections of yor at t-10min ... t-1min (5 labels each), one Bird 0.8 of lab at t-5min.
-    - indices, level summaries, a noise event and two gaps (one without a device).
+    - indices, level summaries, a noise event and two gaps (yor, ouse).
     """
     now = datetime.now(UTC).replace(microsecond=0)
     t = now.replace(minute=0, second=0)
@@ -93,9 +93,9 @@ def populate(dsn: str) -> Dataset:
             )
         conn.execute(
             """
-            INSERT INTO indices (device, window_start, window_duration, aci, adi, aei, bi, ndsi,
-                                 ht, hf, events, sync_id, sync_time)
-            SELECT 'yor', %(t)s - interval '1 hour' + make_interval(mins => 5 * i), 300,
+            INSERT INTO indices (device, window_start, window_seq, window_duration, aci, adi,
+                                 aei, bi, ndsi, ht, hf, events, sync_id, sync_time)
+            SELECT 'yor', %(t)s - interval '1 hour' + make_interval(mins => 5 * i), i, 300,
                    100 + i, 2.0, 0.3, 5.0, 0.5, 0.9, 0.8, 2, %(sync_id)s, %(sync_time)s
             FROM generate_series(0, 11) AS i
             """,
@@ -103,10 +103,10 @@ def populate(dsn: str) -> Dataset:
         )
         conn.execute(
             """
-            INSERT INTO level_summaries (device, window_start, window_duration, laeq_db,
+            INSERT INTO level_summaries (device, window_start, window_seq, window_duration, laeq_db,
                 lamax_db, lamin_db, l10_db, l50_db, l90_db, coverage, uncalibrated,
                 sync_id, sync_time)
-            SELECT 'yor', %(t)s - interval '1 hour' + make_interval(mins => i), 60, 57.4, 75,
+            SELECT 'yor', %(t)s - interval '1 hour' + make_interval(mins => i), i, 60, 57.4, 75,
                    45, 65, 58, 50, 1, false, %(sync_id)s, %(sync_time)s
             FROM generate_series(0, 59) AS i
             """,
@@ -114,9 +114,10 @@ def populate(dsn: str) -> Dataset:
         )
         conn.execute(
             """
-            INSERT INTO noise_events (device, window_start, window_duration, threshold_db,
-                                      laeq_db, lamax_db, classes, sync_id, sync_time)
-            VALUES ('yor', %(start)s, 30, 65, 70, 80, %(classes)s, %(sync_id)s, %(sync_time)s)
+            INSERT INTO noise_events (device, window_start, window_seq, window_duration,
+                                      threshold_db, laeq_db, lamax_db, classes, sync_id,
+                                      sync_time)
+            VALUES ('yor', %(start)s, 0, 30, 65, 70, 80, %(classes)s, %(sync_id)s, %(sync_time)s)
             """,
             {
                 "start": t - timedelta(minutes=20),
@@ -126,10 +127,12 @@ def populate(dsn: str) -> Dataset:
         )
         conn.execute(
             """
-            INSERT INTO gaps (device, kind, first_start, last_start, count, recorded_at,
+            INSERT INTO gaps (uid, device, kind, first_start, last_start, count, recorded_at,
                               sync_id, sync_time)
-            VALUES ('yor', 'unclassified', %(a)s, %(b)s, 60, %(now)s, %(sync_id)s, %(sync_time)s),
-                   (NULL, 'spool_overflow', %(a)s, %(a)s, 3, %(now)s, %(sync_id)s, %(sync_time)s)
+            VALUES (gen_random_uuid(), 'yor', 'unclassified', %(a)s, %(b)s, 60, %(now)s,
+                    %(sync_id)s, %(sync_time)s),
+                   (gen_random_uuid(), 'ouse', 'spool_overflow', %(a)s, %(a)s, 3, %(now)s,
+                    %(sync_id)s, %(sync_time)s)
             """,
             {"a": t - timedelta(minutes=40), "b": t - timedelta(minutes=39), "now": now, **sync},
         )

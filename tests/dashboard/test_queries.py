@@ -10,9 +10,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from services.dashboard import core, db, queries
 from services.dashboard.settings import DashboardSettings
+from services.ingest.db import create_roles
 from tests.dashboard.data import Dataset
 
 pytestmark = pytest.mark.integration
@@ -172,9 +175,9 @@ def test_indices_summaries_events_gaps(conn: psycopg.Connection[Any], data: Data
     start = t - timedelta(minutes=20)
     assert len(queries.noise_events(conn, ["yor"], start + timedelta(seconds=10), t, 10)) == 1
     assert queries.noise_events(conn, ["yor"], start + timedelta(seconds=40), t, 10).empty
-    found = queries.gaps(conn, ["yor"], t - H, t, 10)
+    found = queries.gaps(conn, ["yor", "ouse"], t - H, t, 10)
     assert sorted(found["kind"]) == ["spool_overflow", "unclassified"]
-    assert len(queries.gaps(conn, ["ouse"], t - H, t, 10)) == 1  # the device-less one
+    assert list(queries.gaps(conn, ["ouse"], t - H, t, 10)["kind"]) == ["spool_overflow"]
     assert queries.gaps(conn, ["yor"], t - timedelta(minutes=10), t, 10).empty
 
 
@@ -192,25 +195,31 @@ def test_connection_is_read_only_and_in_display_zone(populated: tuple[str, Datas
     assert "postgres@" not in db.describe_target(settings)
 
 
-def test_select_only_role_can_read_everything(populated: tuple[str, Dataset]) -> None:
-    """The deployment's least-privilege role (docs/dashboard.md) is enough for every query."""
+def test_reader_role_of_ingest_can_read_everything(populated: tuple[str, Dataset]) -> None:
+    """The read-only role `soundscape ingest --create-roles` makes is enough for every query."""
     dsn, data = populated
-    role = f"dash_{uuid.uuid4().hex[:10]}"
+    suffix = uuid.uuid4().hex[:10]
+    writer, reader = f"w_{suffix}", f"r_{suffix}"
     with psycopg.connect(dsn, autocommit=True) as admin:
-        admin.execute(f"CREATE ROLE {role} LOGIN")
         try:
-            admin.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
-            admin.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
-            role_dsn = psycopg.conninfo.make_conninfo(dsn, user=role)
-            settings = DashboardSettings(database_url=role_dsn)
+            create_roles(admin, writer, reader)
+            settings = DashboardSettings(database_url=make_conninfo(dsn, user=reader))
             t = data.t
             with db.connect(settings) as conn:
                 ids = queries.device_ids(conn)
                 assert ids == ALL
+                assert queries.existing_tables(conn) == set(
+                    queries.CORE_TABLES + queries.OPTIONAL_TABLES
+                )
                 assert not queries.device_overview(conn, ids).empty
                 assert not queries.level_series(conn, ids, t - H, t, H).empty
+                assert not queries.summary_series(conn, ids, t - H, t, H).empty
+                assert not queries.latest_detections(conn, ids, t - H, t, 5).empty
                 assert not queries.top_classes(conn, ids, t - H, t, 5).empty
+                assert not queries.indices_series(conn, ids, t - H, t, H).empty
+                assert not queries.noise_events(conn, ids, t - H, t, 5).empty
                 assert not queries.gaps(conn, ids, t - H, t, 5).empty
         finally:
-            admin.execute(f"DROP OWNED BY {role}")
-            admin.execute(f"DROP ROLE {role}")
+            for role in (writer, reader):
+                admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+                admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
