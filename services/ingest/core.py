@@ -62,10 +62,10 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class Gap:
-    """Results of one device and kind that were dropped (spool overflow)."""
+    """Results of one device and topic leaf (`result`) that were dropped (spool overflow)."""
 
     device: str
-    kind: str
+    result: str
     first_start: float
     last_start: float
     count: int
@@ -268,10 +268,10 @@ class Triage:
 
 
 def gaps_of(dropped: Iterable[tuple[str, str, float]]) -> list[Gap]:
-    """One gap per (device, kind) from dropped (device, kind, start) triples."""
+    """One gap per (device, result) from dropped (device, result leaf, start) triples."""
     spans: dict[tuple[str, str], list[float]] = {}
-    for device, kind, start in dropped:
-        span = spans.setdefault((device, kind), [start, start, 0])
+    for device, result, start in dropped:
+        span = spans.setdefault((device, result), [start, start, 0])
         span[0] = min(span[0], start)
         span[1] = max(span[1], start)
         span[2] += 1

@@ -26,7 +26,7 @@ import psycopg
 from psycopg import sql
 
 from services.ingest.core import Row
-from services.ingest.schema import GAP_INSERT, SYNC_INSERT, TABLES, roles_sql
+from services.ingest.schema import GAP_INSERT, SPOOL_OVERFLOW, SYNC_INSERT, TABLES, roles_sql
 from services.ingest.spool import Batch
 from shared.devices import DeviceRegistry
 from shared.errors import ConfigError
@@ -110,9 +110,11 @@ def migrate(conn: psycopg.Connection) -> list[str]:
                 )
                 done.append(f"{mig.version:04d}_{mig.name}")
     except psycopg.errors.InsufficientPrivilege as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "permission denied"
         raise SchemaError(
-            f"the database schema needs migrations this role may not apply ({exc}); run "
-            "`soundscape ingest --migrate` once with the schema owner's --database-url"
+            "the database schema is older than this ingest and this role may not migrate it "
+            f"({detail}): run `soundscape ingest --migrate` once with the schema owner's "
+            "--database-url"
         ) from exc
     return done
 
@@ -203,7 +205,8 @@ def push(conn: psycopg.Connection, batch: Batch, source: str) -> Pushed:
                     (
                         g.uid,
                         g.gap.device,
-                        g.gap.kind,
+                        SPOOL_OVERFLOW,
+                        g.gap.result,
                         g.gap.first_start,
                         g.gap.last_start,
                         g.gap.count,

@@ -139,11 +139,14 @@ TABLES: dict[str, Table] = {
     ),
 }
 
-#: Gaps: a spool overflow (or any other recorded loss), stored idempotently by `uid`.
+#: `gaps.kind` of the results ingest itself dropped because its spool was full.
+SPOOL_OVERFLOW = "spool_overflow"
+
+#: Gaps ingest records, stored idempotently by `uid`.
 GAP_INSERT = (
-    "INSERT INTO gaps (uid, device, kind, first_start, last_start, count, recorded_at, "
-    "sync_id, sync_time) VALUES (%s, %s, %s, to_timestamp(%s), to_timestamp(%s), %s, "
-    "to_timestamp(%s), %s, %s) ON CONFLICT (uid) DO NOTHING"
+    "INSERT INTO gaps (uid, device, kind, result, first_start, last_start, count, "
+    "recorded_at, sync_id, sync_time) VALUES (%s, %s, %s, %s, to_timestamp(%s), "
+    "to_timestamp(%s), %s, to_timestamp(%s), %s, %s) ON CONFLICT (uid) DO NOTHING"
 )
 
 SYNC_INSERT = (
@@ -182,8 +185,9 @@ def roles_sql(writer: str, reader: str) -> str:
     lines += [
         f"GRANT SELECT (uid) ON gaps TO {writer};",
         f"GRANT USAGE ON SEQUENCE gaps_id_seq TO {writer};",
-        "-- ingest mirrors the device registry file into devices (upsert)",
-        f"GRANT SELECT (id), INSERT, UPDATE ON devices TO {writer};",
+        "-- ingest mirrors the device registry file into devices (an upsert, which reads",
+        "-- the columns it updates): the device list is not secret",
+        f"GRANT SELECT, INSERT, UPDATE ON devices TO {writer};",
         "-- ingest checks the schema version before it writes",
         f"GRANT SELECT ON schema_migrations TO {writer};",
         "-- readers: everything, read-only",

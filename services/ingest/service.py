@@ -195,7 +195,7 @@ class Ingest:
                 "spool full (%d results): dropped %d oldest %s results of %s (%.3f..%.3f)",
                 self.settings.spool_max,
                 gap.count,
-                gap.kind,
+                gap.result,
                 gap.device,
                 gap.first_start,
                 gap.last_start,

@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS gaps (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     uid TEXT NOT NULL UNIQUE,
     device TEXT NOT NULL,
-    kind TEXT NOT NULL,
+    result TEXT NOT NULL,
     first_start REAL NOT NULL,
     last_start REAL NOT NULL,
     count INTEGER NOT NULL,
@@ -181,17 +181,17 @@ class Spool:
             cur = self._db.execute(
                 "UPDATE gaps SET first_start = min(first_start, ?), "
                 "last_start = max(last_start, ?), count = count + ? "
-                "WHERE device = ? AND kind = ? AND sealed = 0",
-                (gap.first_start, gap.last_start, gap.count, gap.device, gap.kind),
+                "WHERE device = ? AND result = ? AND sealed = 0",
+                (gap.first_start, gap.last_start, gap.count, gap.device, gap.result),
             )
             if cur.rowcount == 0:
                 self._db.execute(
-                    "INSERT INTO gaps (uid, device, kind, first_start, last_start, count, "
+                    "INSERT INTO gaps (uid, device, result, first_start, last_start, count, "
                     "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         str(uuid.uuid4()),
                         gap.device,
-                        gap.kind,
+                        gap.result,
                         gap.first_start,
                         gap.last_start,
                         gap.count,
@@ -216,7 +216,7 @@ class Spool:
                 self._db.execute("ROLLBACK")
                 raise
             gap_rows = self._db.execute(
-                "SELECT id, uid, device, kind, first_start, last_start, count, recorded_at "
+                "SELECT id, uid, device, result, first_start, last_start, count, recorded_at "
                 "FROM gaps ORDER BY id"
             ).fetchall()
             if rows:
@@ -278,7 +278,7 @@ class Spool:
         """Gaps waiting."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT device, kind, first_start, last_start, count FROM gaps ORDER BY id"
+                "SELECT device, result, first_start, last_start, count FROM gaps ORDER BY id"
             ).fetchall()
         return [Gap(*r) for r in rows]
 

@@ -82,6 +82,12 @@ class Syncer:
         self.last_error: str | None = None
         self._conn: psycopg.Connection | None = None
 
+    def __enter__(self) -> Syncer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """Close the connection."""
         if self._conn is not None:

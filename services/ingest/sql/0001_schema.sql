@@ -121,13 +121,15 @@ CREATE TABLE noise_events (
 );
 CREATE INDEX noise_events_time ON noise_events (window_start DESC);
 
--- Results known to be lost: `count` results of `kind` from `device` with window starts in
--- [first_start, last_start] (a spool that overflowed drops its oldest results).
+-- Results known to be lost: `count` windows of `device` with starts in [first_start,
+-- last_start]. `kind` says why ('spool_overflow': ingest's spool was full and dropped its
+-- oldest results); `result` is the topic leaf of what was lost (labels, levels...) if known.
 CREATE TABLE gaps (
     id bigserial PRIMARY KEY,
-    uid uuid NOT NULL UNIQUE,
+    uid uuid NOT NULL UNIQUE DEFAULT gen_random_uuid(),
     device text NOT NULL,
     kind text NOT NULL,
+    result text,
     first_start timestamptz NOT NULL,
     last_start timestamptz NOT NULL,
     count integer NOT NULL,
