@@ -99,6 +99,11 @@ class LevelsService:
         try:
             if msg.topic.endswith("/" + AudioChunk.LEAF):
                 chunk = AudioChunk.from_mqtt(self.prefix, msg.topic, msg.payload, msg.content_type)
+                if chunk.seconds > self.settings.max_chunk_seconds:
+                    raise MessageError(
+                        f"chunk of {chunk.seconds:g} s is longer than max_chunk_seconds="
+                        f"{self.settings.max_chunk_seconds:g}"
+                    )
                 self._enqueue(chunk)
             elif msg.topic.endswith("/" + LabelsResult.LEAF):
                 labels = LabelsResult.from_mqtt(

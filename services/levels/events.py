@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from shared.messages import LabelScore, LabelsResult, NoiseEvent
 
+#: Labels remembered per window (inference sends its top k, usually 5).
+KEEP_LABELS = 20
 #: Longest event in one message (the window limit of every result); a longer one is split.
 MAX_EVENT_SECONDS = 3600.0
 
@@ -52,7 +54,8 @@ class LabelHistory:
 
     def add(self, msg: LabelsResult) -> None:
         """Remember one window's labels."""
-        self.windows.append((msg.start, msg.end, tuple(msg.labels)))
+        best = sorted(msg.labels, key=lambda item: -item.score)[:KEEP_LABELS]
+        self.windows.append((msg.start, msg.end, tuple(best)))
 
     def latest_end(self) -> float:
         """End of the latest window seen, Unix s (-inf when none)."""

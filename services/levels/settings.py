@@ -98,6 +98,13 @@ class LevelsSettings(BaseSettings):
         description="Wall-clock seconds without audio after which a device's open interval and "
         "window are published as they are and its state is forgotten",
     )
+    max_chunk_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=60,
+        description="Longest audio chunk accepted, seconds (capture sends 1 s); longer ones are "
+        "rejected, so one message cannot take the memory of many",
+    )
     max_devices: int = Field(
         1000, ge=1, description="Most devices measured at once; audio from more is rejected"
     )

@@ -205,6 +205,7 @@ def hostile(prefix: str) -> list[tuple[str, bytes]]:
         (audio, msgpack.packb({**good, "v": 99})),
         (audio, msgpack.packb({**good, "rate": 10**9})),
         (audio, msgpack.packb({**good, "extra": 1})),
+        (audio, msgpack.packb({**good, "pcm": b"\x00\x00" * RATE * 20})),  # 20 s > 10 s limit
         (
             labels,
             msgpack.packb(
@@ -247,6 +248,7 @@ async def test_hostile_payloads_are_rejected_counted_and_survived(
     assert len(reasons) == len(bad)
     assert any("does not match topic" in r for r in reasons)
     assert any("PCM length" in r for r in reasons)
+    assert any("max_chunk_seconds" in r for r in reasons)
     assert all(prefix in r for r in reasons)  # each names its topic
 
 
