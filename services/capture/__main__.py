@@ -1,0 +1,5 @@
+"""`python -m services.capture`."""
+
+from services.capture.app import main
+
+raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""Capture settings. Environment prefix `SOUNDSCAPE_CAPTURE_`; command-line options override."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.messages.base import DeviceId
+
+from .core import chunk_frames
+
+
+class CaptureSettings(BaseSettings):
+    """How and what to capture. Environment prefix `SOUNDSCAPE_CAPTURE_`."""
+
+    model_config = SettingsConfigDict(env_prefix="SOUNDSCAPE_CAPTURE_", extra="ignore")
+
+    device_id: DeviceId = Field(
+        description="Sensor id: the {device} level of the audio topic and the status node"
+    )
+    source: Literal["alsa", "file", "synthetic"] = Field(
+        "alsa", description="alsa: a microphone via arecord; file: replay recordings; synthetic"
+    )
+    alsa_device: str = Field(
+        "AudioMoth",
+        description="Name matched against `arecord -l` (card id or name, device name, "
+        "/dev/snd/by-id or by-path link), or an ALSA device string such as "
+        "plughw:CARD=AudioMoth,DEV=0",
+    )
+    alsa_plugin: Literal["plughw", "hw"] = Field(
+        "plughw", description="ALSA plugin for a device found by name (plughw converts formats)"
+    )
+    arecord: str = Field(
+        "arecord",
+        description="The arecord command (split like a shell would); capture runs "
+        "`<arecord> -t raw -D <device> -f S16_LE -r <capture_rate> -c <channels>`, "
+        "and lists devices with `<arecord> -l`",
+    )
+    path: Path | None = Field(
+        None,
+        description="File source: a WAV/FLAC file, or a folder of recordings (searched "
+        "recursively)",
+    )
+    fast: bool = Field(
+        False, description="File source: replay as fast as the broker takes it, not in real time"
+    )
+    rate: int = Field(16000, ge=8000, le=384_000, description="Published sample rate in Hz")
+    capture_rate: int | None = Field(
+        None,
+        ge=8000,
+        le=384_000,
+        description="Rate asked of the microphone in Hz (AudioMoth: 8000-384000); "
+        "none: the published rate. Resampled with soxr when it differs",
+    )
+    channels: int = Field(1, ge=1, le=8, description="Channels to capture (AudioMoth: 1)")
+    chunk_seconds: float = Field(
+        1.0, gt=0, le=60, description="Length of each published chunk, seconds"
+    )
+    resample_quality: Literal["QQ", "LQ", "MQ", "HQ", "VHQ"] = Field(
+        "HQ", description="soxr quality when capture and published rates differ"
+    )
+    gap_tolerance: float = Field(
+        0.25, gt=0, description="Sample clock lagging wall time by more than this (s) is a gap"
+    )
+    drift_limit: float = Field(
+        0.5,
+        gt=0,
+        description="Re-anchor the sample clock when it drifts this far (s) from wall time",
+    )
+    stall_timeout: float = Field(
+        5.0, gt=0, description="No audio from arecord for this long (s): restart it"
+    )
+    retry_min: float = Field(1.0, gt=0, description="First delay before restarting arecord, s")
+    retry_max: float = Field(60.0, gt=0, description="Longest delay between restarts, s")
+    outbox_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="Audio held in memory while the broker is unreachable, seconds "
+        "(the oldest is dropped beyond, counted as outbox_dropped)",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        chunk_frames(self.chunk_seconds, self.rate)  # raises ValueError with the reason
+        if self.source == "file" and self.path is None:
+            raise ValueError("the file source needs a path (--path or SOUNDSCAPE_CAPTURE_PATH)")
+        if self.retry_max < self.retry_min:
+            raise ValueError("retry_max must be >= retry_min")
+        return self
+
+    @property
+    def input_rate(self) -> int:
+        """The rate arecord is asked for."""
+        return self.capture_rate or self.rate
