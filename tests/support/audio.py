@@ -34,7 +34,8 @@ def speech(text: str, rate: int = 16000) -> np.ndarray:
     data, sr = sf.read(io.BytesIO(wav), dtype="float32")
     if data.ndim > 1:
         data = data.mean(axis=1)
-    return soxr.resample(data, sr, rate).astype(np.float32) if sr != rate else data
+    out: np.ndarray = soxr.resample(data, sr, rate) if sr != rate else data
+    return out.astype(np.float32)
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:

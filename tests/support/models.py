@@ -25,7 +25,7 @@ def build_tiny_ast(path: Path, max_length: int = 1024, layers: int = 2, seed: in
 
     labels = audioset_labels()
     torch.manual_seed(seed)
-    config = ASTConfig(
+    config = ASTConfig(  # type: ignore[no-untyped-call]
         hidden_size=64,
         num_hidden_layers=layers,
         num_attention_heads=4,
@@ -35,8 +35,9 @@ def build_tiny_ast(path: Path, max_length: int = 1024, layers: int = 2, seed: in
         id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)},
     )
-    model = ASTForAudioClassification(config).eval()
+    model = ASTForAudioClassification(config).eval()  # type: ignore[no-untyped-call]
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
-    ASTFeatureExtractor(max_length=max_length).save_pretrained(path)
+    extractor = ASTFeatureExtractor(max_length=max_length)  # type: ignore[no-untyped-call]
+    extractor.save_pretrained(path)
     return path
