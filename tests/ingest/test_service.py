@@ -1,0 +1,226 @@
+"""ingest as a service against the real broker and PostgreSQL: every kind stored, hostile
+payloads rejected and counted, the persistent session, SIGTERM, the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import msgpack
+import psycopg
+import pytest
+
+from services.health import fetch_status
+from services.ingest.app import main
+from services.ingest.service import Ingest
+from services.ingest.settings import IngestSettings
+from shared.devices import DeviceRegistry
+from shared.messages import JSON, LevelsResult
+from shared.settings import MqttSettings
+from tests.ingest.helpers import (
+    Publisher,
+    count,
+    every_kind,
+    ingest_cmd,
+    ingest_env,
+    labels,
+    level,
+    rows,
+    spool_depth,
+    wait_for,
+)
+from tests.support.servers import process
+
+pytestmark = pytest.mark.integration
+
+
+def settings(tmp_path: Path, dsn: str, **kw: object) -> IngestSettings:
+    base: dict[str, object] = {
+        "database_url": dsn,
+        "sync_interval": 0.3,
+        "spool": tmp_path / "spool.sqlite3",
+        "client_id": f"test-ingest-{uuid.uuid4().hex[:8]}",
+        "node_id": "test-ingest",
+    }
+    base.update(kw)
+    return IngestSettings(**base)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def running(
+    s: IngestSettings, mqtt: MqttSettings, registry: DeviceRegistry | None = None
+) -> AsyncIterator[Ingest]:
+    stop = asyncio.Event()
+    ingest = Ingest(s, mqtt, registry or DeviceRegistry())
+    task = asyncio.create_task(ingest.run(stop))
+    try:
+        await asyncio.to_thread(ingest.link.connected.wait, 10)
+        assert ingest.link.connected.is_set()
+        yield ingest
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def until(what: str, check: Callable[[], bool], limit_s: float = 20.0) -> None:
+    await asyncio.to_thread(wait_for, what, check, limit_s)
+
+
+async def test_every_kind_is_stored_and_hostile_payloads_are_counted(
+    tmp_path: Path, mqtt_settings: MqttSettings, database: str, prefix: str
+) -> None:
+    pub = await asyncio.to_thread(Publisher, mqtt_settings.port, prefix, f"pub-{uuid.uuid4()}")
+    nul_label = {**labels(99).model_dump(), "labels": [{"label": "Hum\x00", "score": 0.5}]}
+    hostile = [
+        (f"{prefix}/yor/levels", b"\xc1\xc1\xc1", None),  # not msgpack
+        (f"{prefix}/yor/levels", level(1).encode()[:-4], None),  # truncated
+        (f"{prefix}/yor/levels", msgpack.packb(["a", "list"]), None),  # wrong type
+        (f"{prefix}/ouse/levels", level(2).encode(), None),  # device differs from topic
+        (f"{prefix}/yor/labels", msgpack.packb(nul_label, use_bin_type=True), None),
+        (f"{prefix}/yor/levels", b'{"v": 1, "leq_db": NaN}', JSON),  # NaN
+        (f"{prefix}/yor/levels", level(3).model_copy(update={"start": 4e9}).encode(), None),
+    ]
+    async with running(settings(tmp_path, database), mqtt_settings) as ingest:
+        for topic, payload, ctype in hostile[:4]:
+            await asyncio.to_thread(pub.raw, topic, payload, ctype)
+        for seq in range(10):
+            for msg in every_kind(seq):
+                await asyncio.to_thread(pub.publish, msg)
+        for topic, payload, ctype in hostile[4:]:
+            await asyncio.to_thread(pub.raw, topic, payload, ctype)
+        await asyncio.to_thread(pub.close)
+        await until("every result stored", lambda: count(database, "levels") == 10)
+        await until("labels stored", lambda: count(database, "detections") == 30)
+        await until("all rejected", lambda: ingest.stats.snapshot().get("rejected") == 7)
+        counters = ingest.stats.snapshot()
+        status = ingest.status("online")
+    for table in ("level_summaries", "indices", "noise_events"):
+        assert count(database, table) == 10
+    assert counters["rejected_invalid"] == 6
+    assert counters["rejected_future"] == 1
+    assert counters["spooled"] == 50
+    assert counters["acked"] == counters["received"] == 57
+    assert status.state == "online" and status.counters["spool_depth"] == 0
+    retained = await fetch_status(mqtt_settings, "test-ingest", 5.0)
+    assert retained is not None and retained.state == "offline"
+    assert retained.service == "ingest" and retained.counters["rejected"] == 7
+
+
+async def test_results_published_while_ingest_is_down_arrive_when_it_returns(
+    tmp_path: Path, mqtt_settings: MqttSettings, database: str, prefix: str
+) -> None:
+    s = settings(tmp_path, database)
+    async with running(s, mqtt_settings):
+        pass  # the broker now holds a persistent session for s.client_id
+    pub = await asyncio.to_thread(Publisher, mqtt_settings.port, prefix, f"pub-{uuid.uuid4()}")
+    for seq in range(25):
+        await asyncio.to_thread(pub.publish, level(seq))
+    await asyncio.to_thread(pub.close)
+    assert count(database, "levels") == 0
+    async with running(s, mqtt_settings):
+        await until("queued results stored", lambda: count(database, "levels") == 25)
+
+
+async def test_ingest_for_one_device_subscribes_to_that_device_only(
+    tmp_path: Path, mqtt_settings: MqttSettings, database: str, prefix: str
+) -> None:
+    async with running(settings(tmp_path, database, device="yor"), mqtt_settings) as ingest:
+        pub = await asyncio.to_thread(Publisher, mqtt_settings.port, prefix, f"p-{uuid.uuid4()}")
+        for seq in range(3):
+            await asyncio.to_thread(pub.publish, level(seq, "ouse"))
+            await asyncio.to_thread(pub.publish, level(seq, "yor"))
+        await asyncio.to_thread(pub.close)
+        await until("yor stored", lambda: count(database, "levels") == 3)
+        assert ingest.stats.snapshot().get("rejected", 0) == 0
+    assert rows(database, "SELECT DISTINCT device FROM levels") == [("yor",)]
+
+
+def test_sigterm_makes_a_final_sync_then_exits(
+    tmp_path: Path, mqtt_settings: MqttSettings, database: str, prefix: str
+) -> None:
+    spool = tmp_path / "spool.sqlite3"
+    cmd = ingest_cmd(
+        "--database-url",
+        database,
+        "--sync-interval",
+        "3600",
+        "--spool",
+        str(spool),
+        "--client-id",
+        f"sigterm-{uuid.uuid4().hex[:8]}",
+        "--node-id",
+        "sigterm-ingest",
+    )
+    log = tmp_path / "ingest.log"
+    with process(cmd, ingest_env(mqtt_settings.port, prefix), log) as proc:
+        wait_for("schema", lambda: count(database, "levels") == 0, 30)
+        pub = Publisher(mqtt_settings.port, prefix, f"pub-{uuid.uuid4()}")
+        for seq in range(20):
+            pub.publish(level(seq))
+        pub.close()
+        wait_for("spooled", lambda: spool_depth(spool) == 20, 20)
+        assert count(database, "levels") == 0  # the next sync is an hour away
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, log.read_text()
+    assert count(database, "levels") == 20
+    assert spool_depth(spool) == 0
+    assert "final sync" in log.read_text()
+
+
+def test_cli_prints_roles_sql_and_refuses_to_run_without_a_database(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SOUNDSCAPE_INGEST_DATABASE_URL", raising=False)
+    assert main(["--print-roles-sql"]) == 0
+    out = capsys.readouterr().out
+    assert "CREATE ROLE soundscape_ingest LOGIN" in out
+    assert "GRANT SELECT ON ALL TABLES IN SCHEMA public TO soundscape_reader" in out
+    assert main([]) == 2
+    assert "SOUNDSCAPE_INGEST_DATABASE_URL" in capsys.readouterr().err
+    assert main(["--spool-max", "0", "--database-url", "postgresql://x/y"]) == 2
+
+
+def test_cli_migrate_and_create_roles(
+    database: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    monkeypatch.setenv("SOUNDSCAPE_INGEST_WRITER_ROLE", f"w_{suffix}")
+    monkeypatch.setenv("SOUNDSCAPE_INGEST_READER_ROLE", f"r_{suffix}")
+    monkeypatch.setenv("SOUNDSCAPE_INGEST_READER_PASSWORD", "s3cret")
+    assert main(["--database-url", database, "--migrate"]) == 0
+    assert "0001_schema" in capsys.readouterr().out
+    try:
+        assert main(["--database-url", database, "--create-roles"]) == 0
+        assert "up to date" in capsys.readouterr().out
+        got = rows(
+            database,
+            "SELECT rolname, rolpassword IS NOT NULL FROM pg_authid "
+            "WHERE rolname LIKE %s ORDER BY 1",
+            (f"%_{suffix}",),
+        )
+        assert got == [(f"r_{suffix}", True), (f"w_{suffix}", False)]
+    finally:
+        with psycopg.connect(database, autocommit=True) as conn:
+            for role in (f"w_{suffix}", f"r_{suffix}"):
+                conn.execute(f"DROP OWNED BY {role}".encode())
+                conn.execute(f"DROP ROLE IF EXISTS {role}".encode())
+
+
+def test_cli_reports_an_unreachable_database_for_one_shot_commands(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = "postgresql://postgres@127.0.0.1:1/nowhere?connect_timeout=2"
+    assert main(["--database-url", url, "--migrate"]) == 1
+    assert "soundscape ingest:" in capsys.readouterr().err
+
+
+def test_the_module_runs_as_a_command() -> None:
+    done = subprocess.run(ingest_cmd("--help"), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert "--database-url" in done.stdout
+    assert LevelsResult.LEAF == "levels"
