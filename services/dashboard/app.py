@@ -36,6 +36,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Serve the Streamlit dashboard. The database comes from "
         "SOUNDSCAPE_DASHBOARD_DATABASE_URL (a read-only role; see docs/dashboard.md).",
     )
+    parser.add_argument(
+        "--database-url",
+        help="PostgreSQL DSN (SOUNDSCAPE_DASHBOARD_DATABASE_URL; use that for passwords)",
+    )
     parser.add_argument("--port", type=int, help="TCP port (default 8501)")
     parser.add_argument("--address", help="listen address (default 127.0.0.1)")
     parser.add_argument("--timezone", help="IANA time zone for displayed times (default UTC)")
@@ -47,6 +51,7 @@ def build_settings(args: argparse.Namespace) -> DashboardSettings:
     overrides = {
         name: value
         for name, value in (
+            ("database_url", args.database_url),
             ("port", args.port),
             ("address", args.address),
             ("timezone", args.timezone),

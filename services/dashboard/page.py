@@ -30,6 +30,12 @@ def section(name: str) -> Iterator[None]:
     """A part of the page whose query failure becomes a warning, not a traceback."""
     try:
         yield
+    except psycopg.errors.QueryCanceled as exc:
+        log.warning("dashboard: %s query cancelled: %s", name, exc)
+        st.warning(
+            f"{name}: the query took longer than SOUNDSCAPE_DASHBOARD_STATEMENT_TIMEOUT_S "
+            "allows; choose a shorter time range or fewer devices."
+        )
     except psycopg.Error as exc:
         log.warning("dashboard: %s query failed: %s", name, exc)
         st.warning(f"{name} could not be loaded: {exc}")

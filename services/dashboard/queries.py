@@ -137,16 +137,30 @@ def level_series(
     """Per-chunk levels downsampled to `bucket`: energetic means, so a bucket's Leq is true.
 
     Columns: device, bucket (start time), leq_db, leq_max_db, leq_min_db, laeq_db, windows
-    (number of chunks in the bucket). Ordered by device, then time.
+    (number of chunks in the bucket). Ordered by device, then time; empty buckets are absent.
+
+    `levels` is the big table (one row per device per second), so each (device, bucket) is
+    one range scan of the (device, window_start) key: no sort of the whole range, memory
+    bounded by the number of buckets. A plain GROUP BY date_bin(...) sorts every row (the
+    planner cannot know the bucket count) and spilled to disk at a week of data.
     """
     query = sql.SQL(
         """
-        SELECT device, date_bin(%(bucket)s, window_start, %(origin)s) AS bucket,
-               {leq} AS leq_db, max(leq_db) AS leq_max_db, min(leq_db) AS leq_min_db,
-               {laeq} AS laeq_db, count(*) AS windows
-        FROM levels
-        WHERE device = ANY(%(devices)s) AND window_start >= %(start)s AND window_start < %(end)s
-        GROUP BY 1, 2 ORDER BY 1, 2
+        SELECT ids.device, b.bucket, a.leq_db, a.leq_max_db, a.leq_min_db, a.laeq_db, a.windows
+        FROM unnest(%(devices)s::text[]) AS ids(device)
+        CROSS JOIN generate_series(
+            date_bin(%(bucket)s, %(start)s::timestamptz, %(origin)s), %(end)s, %(bucket)s
+        ) AS b(bucket)
+        CROSS JOIN LATERAL (
+            SELECT {leq} AS leq_db, max(leq_db) AS leq_max_db, min(leq_db) AS leq_min_db,
+                   {laeq} AS laeq_db, count(*) AS windows
+            FROM levels
+            WHERE device = ids.device
+              AND window_start >= greatest(b.bucket, %(start)s)
+              AND window_start < least(b.bucket + %(bucket)s, %(end)s)
+        ) AS a
+        WHERE a.windows > 0 AND b.bucket < %(end)s
+        ORDER BY 1, 2
         """
     ).format(leq=_energy_mean("leq_db"), laeq=_energy_mean("laeq_db"))
     return _frame(conn, query, _range(devices, start, end, bucket))

@@ -32,13 +32,14 @@ def test_cli_options_override_environment(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("SOUNDSCAPE_DASHBOARD_PORT", "9000")
     settings = app.build_settings(app.parse_args([]))
     assert (settings.port, settings.address, settings.timezone) == (9000, "127.0.0.1", "UTC")
-    args = app.parse_args(["--port", "8600", "--address", "0.0.0.0", "--timezone", "Europe/London"])
+    args = app.parse_args(
+        ["--port", "8600", "--address", "0.0.0.0", "--timezone", "Europe/London",
+         "--database-url", "postgresql://other@db/s"]
+    )  # fmt: skip
     settings = app.build_settings(args)
-    assert (settings.port, settings.address, settings.timezone) == (
-        8600,
-        "0.0.0.0",
-        "Europe/London",
-    )
+    assert (settings.port, settings.address) == (8600, "0.0.0.0")
+    assert settings.timezone == "Europe/London"
+    assert settings.database_url.get_secret_value() == "postgresql://other@db/s"
 
 
 def test_child_gets_settings_through_env() -> None:

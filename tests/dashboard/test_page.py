@@ -57,7 +57,7 @@ def test_empty_schema(monkeypatch: pytest.MonkeyPatch, schema_db: str) -> None:
 def test_populated_page_shows_every_section(
     monkeypatch: pytest.MonkeyPatch, populated: tuple[str, Dataset]
 ) -> None:
-    dsn, _ = populated
+    dsn, data = populated
     app = run_page(monkeypatch, dsn)
     assert not app.exception
     assert not app.error
@@ -67,7 +67,9 @@ def test_populated_page_shows_every_section(
     ]  # fmt: skip
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Devices"] == "4"
-    assert metrics["Online"] == "1"  # ouse reported seconds ago
+    # ouse reported seconds ago; yor's data ends at the last full hour
+    yor_online = (data.now - data.t).total_seconds() <= 120
+    assert metrics["Online"] == str(1 + yor_online)
     charts = app.get("plotly_chart")
     # map, levels, summaries, top classes, indices
     assert len(charts) == 5
@@ -109,3 +111,22 @@ def test_populated_page_follows_sidebar_choices(
     app.sidebar.datetime_input(key="to").set_value(start - timedelta(days=1)).run()
     assert not app.exception
     assert "after its start" in texts(app.sidebar.error)
+
+
+def _failing_sections() -> None:
+    import psycopg
+
+    from services.dashboard.page import section
+
+    with section("Levels"):
+        raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+    with section("Gaps"):
+        raise psycopg.errors.InsufficientPrivilege("permission denied for table gaps")
+
+
+def test_failing_query_becomes_a_warning() -> None:
+    app = AppTest.from_function(_failing_sections, default_timeout=30).run()
+    assert not app.exception
+    warnings = texts(app.warning)
+    assert "Levels: the query took longer than SOUNDSCAPE_DASHBOARD_STATEMENT_TIMEOUT_S" in warnings
+    assert "Gaps could not be loaded: permission denied for table gaps" in warnings
