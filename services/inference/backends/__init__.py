@@ -1,0 +1,65 @@
+"""Classifier backends behind `shared.contracts.Classifier`, chosen by `settings.backend`.
+
+- `transformers`: AST in PyTorch (`AutoFeatureExtractor` + `ASTForAudioClassification`),
+  the original prototype's path;
+- `onnx`: AST in ONNX Runtime through optimum (`ORTModelForAudioClassification`), fp32 or
+  int8, from a hub repo's `onnx/` folder or a folder made by `soundscape export-onnx`;
+- `yamnet`: the int8 YAMNet ONNX model (521 AudioSet classes) with a numpy front end.
+
+Each backend is imported only when chosen, so a YAMNet worker never loads torch.
+"""
+
+from __future__ import annotations
+
+import os
+
+from services.inference.settings import InferenceSettings
+from shared.contracts import Classifier
+from shared.errors import ConfigError
+
+
+class ModelUnavailable(ConfigError):
+    """The model cannot be loaded; the message names the model and the setting to fix."""
+
+
+def hub_offline(settings: InferenceSettings) -> bool:
+    """Whether to stay off the model hub: the `offline` setting or HF_HUB_OFFLINE."""
+    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().lower()
+    return settings.offline or flag in {"1", "true", "yes", "on"}
+
+
+def model_hint(settings: InferenceSettings, reason: str) -> str:
+    """The start-up error for a model that cannot be loaded: what, why, and how to fix it."""
+    return (
+        f"cannot load the {settings.backend} model {settings.model!r}: {reason}. "
+        "Point the setting SOUNDSCAPE_INFERENCE_MODEL (command line: --model) at a local "
+        "copy: download it on a machine with internet (`huggingface-cli download "
+        f"{settings.model} --local-dir DIR`, or `soundscape export-onnx --model "
+        f"{settings.model} --out DIR --quantize` for the onnx backend), copy DIR here and "
+        "set SOUNDSCAPE_INFERENCE_MODEL=DIR; or use --backend yamnet"
+    )
+
+
+def configure_threads(settings: InferenceSettings) -> int:
+    """CPU threads the model may use (`threads`, or every core when 0)."""
+    return settings.threads or os.cpu_count() or 1
+
+
+def load_classifier(settings: InferenceSettings) -> Classifier:
+    """Load the configured backend; raise ModelUnavailable (or ConfigError) if it cannot."""
+    if settings.backend == "transformers":
+        from services.inference.backends.ast_torch import TransformersAST
+
+        return TransformersAST.load(settings)
+    if settings.backend == "onnx":
+        from services.inference.backends.ast_onnx import OnnxAST
+
+        return OnnxAST.load(settings)
+    if settings.backend == "yamnet":
+        from services.inference.backends.yamnet import YamNet
+
+        return YamNet.load(settings)
+    raise ConfigError(f"unknown backend {settings.backend!r}")
+
+
+__all__ = ["ModelUnavailable", "configure_threads", "hub_offline", "load_classifier", "model_hint"]

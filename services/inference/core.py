@@ -1,0 +1,260 @@
+"""The pure core of inference: windows from chunks, a bounded queue, scores to results.
+
+No I/O here: the adapter (`service.py`) feeds chunks in and publishes what comes out.
+
+    AudioChunk --WindowAssembler--> Window --WindowQueue--> batch --classify()--> LabelsResult
+
+- `WindowAssembler` joins consecutive chunks of one device into windows of any length and
+  hop. A gap in the sequence numbers resets that device's assembly (the partial window is
+  discarded) and is counted: audio is QoS 0, so losses are expected and made visible.
+- `WindowQueue` holds windows waiting for the model; when full it drops the oldest.
+- `classify()` runs a `Classifier` on a batch and turns each score vector into a
+  `LabelsResult` (top-k labels, `speech_present` from the full vector).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import soxr
+
+from shared.contracts import Classifier
+from shared.messages import AudioChunk, LabelScore, LabelsResult
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Mono float32 audio of one analysis window of one device, and its key."""
+
+    device: str
+    seq: int  #: sequence number of the chunk holding the window's first sample
+    start: float  #: time of the window's first sample, Unix seconds
+    rate: int  #: sample rate of `samples`, Hz
+    samples: np.ndarray
+
+    @property
+    def duration(self) -> float:
+        """Length of the window in seconds."""
+        return len(self.samples) / self.rate
+
+
+@dataclass(slots=True)
+class _Mark:
+    offset: int  #: index in the device buffer of the chunk's first sample (may be < 0)
+    seq: int
+    start: float
+
+
+@dataclass(slots=True)
+class _DeviceState:
+    rate: int
+    next_seq: int
+    buffer: np.ndarray
+    marks: list[_Mark] = field(default_factory=list)
+    skip: int = 0  #: samples still to discard before the next window (hop > window)
+
+
+class WindowAssembler:
+    """Cuts each device's stream of chunks into windows of `window_s`, every `hop_s` seconds.
+
+    Windows never span a gap: a missing sequence number discards the partial window. A
+    sequence number lower than expected (capture restarted) or a change of sample rate also
+    starts afresh.
+    """
+
+    def __init__(self, window_s: float, hop_s: float | None = None, max_devices: int = 10_000):
+        if window_s <= 0 or (hop_s is not None and hop_s <= 0):
+            raise ValueError("window and hop must be positive")
+        self.window_s = window_s
+        self.hop_s = window_s if hop_s is None else hop_s
+        self.max_devices = max_devices
+        self.counters: Counter[str] = Counter()
+        self._devices: OrderedDict[str, _DeviceState] = OrderedDict()
+
+    def add(self, chunk: AudioChunk) -> list[Window]:
+        """Take one chunk; return the windows it completes (often one, maybe none or many)."""
+        state = self._state_for(chunk)
+        samples = chunk.mono()
+        if state.skip:
+            cut = min(state.skip, len(samples))
+            state.skip -= cut
+            state.marks.append(_Mark(len(state.buffer) - cut, chunk.seq, chunk.start))
+            samples = samples[cut:]
+        else:
+            state.marks.append(_Mark(len(state.buffer), chunk.seq, chunk.start))
+        state.buffer = np.concatenate([state.buffer, samples]) if len(state.buffer) else samples
+        state.next_seq = chunk.seq + 1
+        return self._cut(chunk.device, state)
+
+    def _state_for(self, chunk: AudioChunk) -> _DeviceState:
+        state = self._devices.get(chunk.device)
+        if state is not None:
+            self._devices.move_to_end(chunk.device)
+            if chunk.seq == state.next_seq and chunk.rate == state.rate:
+                return state
+            if chunk.seq > state.next_seq and chunk.rate == state.rate:
+                self.counters["gaps"] += 1
+                self.counters["missing_chunks"] += chunk.seq - state.next_seq
+            else:
+                self.counters["restarts"] += 1
+        fresh = _DeviceState(chunk.rate, chunk.seq, np.zeros(0, np.float32))
+        self._devices[chunk.device] = fresh
+        if len(self._devices) > self.max_devices:
+            self._devices.popitem(last=False)
+            self.counters["evicted_devices"] += 1
+        return fresh
+
+    def _cut(self, device: str, state: _DeviceState) -> list[Window]:
+        win = max(1, round(self.window_s * state.rate))
+        hop = max(1, round(self.hop_s * state.rate))
+        out: list[Window] = []
+        while len(state.buffer) >= win:
+            mark = next(m for m in reversed(state.marks) if m.offset <= 0)
+            out.append(
+                Window(
+                    device=device,
+                    seq=mark.seq,
+                    start=mark.start + (0 - mark.offset) / state.rate,
+                    rate=state.rate,
+                    samples=state.buffer[:win].copy(),
+                )
+            )
+            step = min(hop, len(state.buffer))
+            state.skip = hop - step
+            state.buffer = state.buffer[step:]
+            for m in state.marks:
+                m.offset -= step
+            # Keep the last mark at or before offset 0 and every later one.
+            first = max(i for i, m in enumerate(state.marks) if m.offset <= 0)
+            del state.marks[:first]
+        return out
+
+    @property
+    def devices(self) -> int:
+        """Devices with an assembly in progress."""
+        return len(self._devices)
+
+
+class WindowQueue:
+    """Windows waiting for the model, oldest first, at most `maxlen`: when full, the oldest
+    waiting window is dropped (and counted), so a slow model sheds load instead of lagging
+    further and further behind or growing without bound."""
+
+    def __init__(self, maxlen: int):
+        if maxlen < 1:
+            raise ValueError("queue size must be at least 1")
+        self.maxlen = maxlen
+        self.dropped = 0
+        self._items: deque[tuple[float, Window]] = deque()
+
+    def put(self, window: Window, now: float) -> Window | None:
+        """Queue a window that arrived at `now` (monotonic s); return the one dropped, if any."""
+        dropped = None
+        if len(self._items) >= self.maxlen:
+            dropped = self._items.popleft()[1]
+            self.dropped += 1
+        self._items.append((now, window))
+        return dropped
+
+    def oldest_since(self) -> float | None:
+        """Arrival time of the oldest waiting window, or None when empty."""
+        return self._items[0][0] if self._items else None
+
+    def take(self, n: int) -> list[Window]:
+        """Remove and return up to `n` of the oldest windows."""
+        return [self._items.popleft()[1] for _ in range(min(n, len(self._items)))]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def batch_ready(
+    queued: int, oldest_since: float | None, now: float, size: int, wait_s: float
+) -> bool:
+    """Whether to classify now: a full batch is waiting, or the oldest has waited `wait_s`."""
+    if queued == 0 or oldest_since is None:
+        return False
+    return queued >= size or now - oldest_since >= wait_s
+
+
+def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """Mono float32 samples at `target` Hz (soxr, high quality)."""
+    if rate == target:
+        return np.ascontiguousarray(samples, dtype=np.float32)
+    return np.asarray(soxr.resample(samples, rate, target), dtype=np.float32)
+
+
+def top_k(scores: np.ndarray, labels: Sequence[str], k: int) -> list[LabelScore]:
+    """The `k` highest scores with their labels, highest first (ties: lower index first)."""
+    row = np.asarray(scores, dtype=np.float64)
+    if row.ndim != 1 or len(row) != len(labels):
+        raise ValueError(f"score vector of shape {row.shape} for {len(labels)} labels")
+    if not np.all(np.isfinite(row)):
+        raise ValueError("non-finite score from the model")
+    order = np.argsort(-row, kind="stable")[: max(1, min(k, len(row)))]
+    return [LabelScore(label=labels[i], score=float(np.clip(row[i], 0.0, 1.0))) for i in order]
+
+
+def speech_indices(labels: Sequence[str], names: Sequence[str]) -> list[int]:
+    """Indices of the speech-family classes `names` in the model's `labels`."""
+    wanted = {n.casefold() for n in names}
+    return [i for i, label in enumerate(labels) if label.casefold() in wanted]
+
+
+def speech_present(scores: np.ndarray, indices: Sequence[int], threshold: float) -> bool | None:
+    """True when any speech-family score reaches `threshold`; None when the model has none.
+
+    Uses the full score vector, not the top-k: quiet speech often scores below the top
+    classes of a loud scene, and a privacy filter must still see it.
+    """
+    if not indices:
+        return None
+    return bool(np.max(np.asarray(scores)[list(indices)]) >= threshold)
+
+
+@dataclass(frozen=True, slots=True)
+class LabelOptions:
+    """How score vectors become results."""
+
+    model_id: str
+    top_k: int = 5
+    speech_indices: tuple[int, ...] = ()
+    speech_threshold: float = 0.25
+
+
+def classify(
+    classifier: Classifier, windows: Sequence[Window], options: LabelOptions
+) -> list[LabelsResult]:
+    """Score a batch of windows and build one `LabelsResult` per window.
+
+    `inference_ms` is the batch's wall time (resampling, features and model) shared equally
+    among its windows: the cost of one window, not its latency.
+    """
+    if not windows:
+        return []
+    began = time.perf_counter()
+    audio = [resample(w.samples, w.rate, classifier.sample_rate) for w in windows]
+    scores = np.asarray(classifier.scores(audio))
+    per_window_ms = (time.perf_counter() - began) * 1000.0 / len(windows)
+    if scores.shape != (len(windows), len(classifier.labels)):
+        raise ValueError(
+            f"classifier returned scores of shape {scores.shape}, expected "
+            f"{(len(windows), len(classifier.labels))}"
+        )
+    return [
+        LabelsResult(
+            device=w.device,
+            seq=w.seq,
+            start=w.start,
+            duration=w.duration,
+            model=options.model_id,
+            labels=top_k(row, classifier.labels, options.top_k),
+            speech_present=speech_present(row, options.speech_indices, options.speech_threshold),
+            inference_ms=per_window_ms,
+        )
+        for w, row in zip(windows, scores, strict=True)
+    ]

