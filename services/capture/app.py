@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: File replay waits while more messages than this wait in the outbox.
 REPLAY_OUTBOX_HIGH = 64
+#: Longest status detail a Status message takes.
+MAX_DETAIL = 500
 
 
 @dataclass
@@ -58,9 +60,10 @@ class CaptureBus(MqttBus):
             state, detail = self.health_state, self.health_detail
         super().set_status(state, detail)
 
-    def set_health(self, state: str, detail: str | None = None) -> None:
-        """Record capture's health; publish it now when it changed."""
-        if (state, detail) == (self.health_state, self.health_detail):
+    def set_health(self, state: str, detail: str | None = None, *, now: bool = False) -> None:
+        """Record capture's health; publish it when it changed (or `now`, for new counters)."""
+        detail = None if detail is None else detail[:MAX_DETAIL]
+        if (state, detail) == (self.health_state, self.health_detail) and not now:
             return
         self.health_state, self.health_detail = state, detail
         if self.connected.is_set():
@@ -133,8 +136,7 @@ async def capture(settings: CaptureSettings, bus: CaptureBus, source: Source) ->
         for chunk in pipeline.handle(event):
             bus.publish(chunk)
         if pipeline.counters["gaps"] != gaps:
-            bus.health_detail = None  # force a publish: counters changed
-            bus.set_health(bus.health_state, pipeline.last_gap)
+            bus.set_health(bus.health_state, pipeline.last_gap, now=True)
         while source.paced_by_outbox and bus.pending > REPLAY_OUTBOX_HIGH:
             await bus.drained(1.0)
 
@@ -210,7 +212,11 @@ def _settings(args: argparse.Namespace) -> CaptureSettings:
 
 
 async def _print_devices(settings: CaptureSettings) -> int:
-    devices: list[CaptureDevice] = await list_devices(settings.arecord)
+    try:
+        devices: list[CaptureDevice] = await list_devices(settings.arecord)
+    except (OSError, TimeoutError) as exc:
+        print(f"capture: cannot run {settings.arecord!r} -l: {exc}", file=sys.stderr)
+        return 2
     if not devices:
         print("no capture devices found (`arecord -l` lists none)")
         return 1

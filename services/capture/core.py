@@ -19,6 +19,7 @@ from typing import Final
 
 from shared.messages import AudioChunk
 from shared.messages.audio import MAX_CHUNK_SECONDS
+from shared.messages.window import MAX_EPOCH, MIN_EPOCH
 
 from .chunker import Chunker, Cut
 from .clock import SampleClock
@@ -205,18 +206,31 @@ class CapturePipeline:
         return cuts + self.chunker.restart(event.start)
 
     def _chunks(self, cuts: list[Cut]) -> list[AudioChunk]:
-        out = [
-            AudioChunk(
-                device=self.device,
-                seq=c.seq,
-                start=c.start,
-                rate=self.rate,
-                width=WIDTH,
-                channels=self.channels,
-                pcm=c.pcm,
+        out = []
+        for c in cuts:
+            if not MIN_EPOCH <= c.start <= MAX_EPOCH:
+                # A Pi without a real-time clock, before NTP: no true time to publish.
+                if not self.counters["bad_clock"] % 60:
+                    log.error(
+                        "%s: system clock says %.0f (before 2000 or after 2100); chunk %d "
+                        "dropped. Set the clock (NTP).",
+                        self.device,
+                        c.start,
+                        c.seq,
+                    )
+                self.counters["bad_clock"] += 1
+                continue
+            out.append(
+                AudioChunk(
+                    device=self.device,
+                    seq=c.seq,
+                    start=c.start,
+                    rate=self.rate,
+                    width=WIDTH,
+                    channels=self.channels,
+                    pcm=c.pcm,
+                )
             )
-            for c in cuts
-        ]
+            self.counters["samples"] += len(c.pcm) // (WIDTH * self.channels)
         self.counters["chunks"] += len(out)
-        self.counters["samples"] += sum(len(c.pcm) for c in cuts) // (WIDTH * self.channels)
         return out

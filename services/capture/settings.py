@@ -63,7 +63,10 @@ class CaptureSettings(BaseSettings):
         "HQ", description="soxr quality when capture and published rates differ"
     )
     gap_tolerance: float = Field(
-        0.25, gt=0, description="Sample clock lagging wall time by more than this (s) is a gap"
+        0.25,
+        gt=0,
+        description="A sudden lag of the sample clock behind the system clock larger than "
+        "this (s) is counted as lost samples, a gap",
     )
     drift_limit: float = Field(
         0.5,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,8 @@ from services.capture.alsa_devices import (
     select_device,
     with_links,
 )
-from services.capture.live import read_links
+from services.capture.live import ArecordSource, list_devices, read_links
+from services.capture.settings import CaptureSettings
 
 #: A Raspberry Pi with two AudioMoths and a cheap USB sound card, after a reboot that
 #: renumbered them (the onboard bcm2835 has no capture device, so it is not listed).
@@ -121,3 +124,23 @@ def test_udev_links_are_read_from_the_folder(tmp_path: Path) -> None:
         "usb-Open_Acoustic_Devices_AudioMoth_24F3-00": 11
     }
     assert card_of_link("../controlC3") == 3 and card_of_link("../pcmC3D0c") is None
+
+
+@pytest.mark.skipif(shutil.which("arecord") is None, reason="arecord is not installed")
+async def test_the_real_arecord_accepts_the_command_line() -> None:
+    """The argv capture builds works with the real arecord (ALSA's `null` device needs no card)."""
+    settings = CaptureSettings(device_id="yor")
+    source = ArecordSource(settings, lambda state, detail: None)
+    proc = await asyncio.create_subprocess_exec(
+        *source.command("null"), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    try:
+        data = await asyncio.wait_for(proc.stdout.readexactly(4096), 10)
+    finally:
+        proc.kill()
+        await proc.wait()
+    assert len(data) == 4096
+    # without sound cards, the real `arecord -l` lists nothing (and says so on stderr)
+    found = await list_devices("arecord")
+    assert isinstance(found, list)

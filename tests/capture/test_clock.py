@@ -8,6 +8,7 @@ import soxr
 
 from services.capture.clock import SampleClock
 from services.capture.core import CapturePipeline, LiveBlock, SourceStopped
+from shared.messages import AudioChunk
 
 T0 = 1_764_400_000.0
 RATE = 16000
@@ -69,7 +70,7 @@ def test_restart_re_anchors_and_measures_the_gap() -> None:
     assert check.block_start == pytest.approx(T0 + 13.0)
 
 
-def live(pipe: CapturePipeline, pcm: bytes, t: float) -> list:  # type: ignore[type-arg]
+def live(pipe: CapturePipeline, pcm: bytes, t: float) -> list[AudioChunk]:
     return pipe.handle(LiveBlock(pcm, 50.0 + t, T0 + t))
 
 
@@ -125,3 +126,10 @@ def test_streaming_resampling_has_no_seams(in_rate: int, channels: int) -> None:
     assert np.abs(got.astype(int) - whole).max() <= 2
     assert [c.samples for c in out] == [16000, 16000]
     assert pipe.counters["gaps"] == 0
+
+
+def test_chunks_without_a_true_time_are_dropped_and_counted() -> None:
+    pipe = CapturePipeline("yor", 16000, chunk_seconds=0.5)
+    pcm = bytes(2 * 16000)
+    out = pipe.handle(LiveBlock(pcm, 1.0, 86_400.0))  # a Pi without RTC, before NTP: 1970
+    assert out == [] and pipe.counters["bad_clock"] == 2 and pipe.counters["chunks"] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +13,8 @@ import pytest
 import soundfile as sf
 
 from services.capture.app import Replay, run
-from services.capture.replay import scan
+from services.capture.core import FileBlock
+from services.capture.replay import FileSource, scan
 from services.capture.settings import CaptureSettings
 from shared.errors import ConfigError
 from shared.settings import MqttSettings
@@ -113,3 +115,23 @@ async def test_stereo_48k_recording_is_resampled_to_the_published_rate(
         (16000, 2, RATE),
         (8000, 2, RATE),
     ]
+
+
+async def test_real_time_replay_keeps_pace_and_shows_progress(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "20250524_103000.WAV"
+    sf.write(path, noise(0.6, 9), RATE, subtype="PCM_16")
+    events: list[object] = []
+
+    async def sink(event: object) -> None:
+        events.append(event)
+
+    for fast in (False, True):
+        source = FileSource(scan(path), fast=fast, health=lambda s, d: None, progress=True)
+        began = time.monotonic()
+        await source.run(sink)
+        took = time.monotonic() - began
+        assert took >= 0.55 if not fast else took < 0.4
+    assert "replay" in capsys.readouterr().err  # the progress bar
+    assert sum(len(e.pcm) for e in events if isinstance(e, FileBlock)) == 2 * 2 * 9600
