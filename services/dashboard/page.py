@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from services.dashboard import charts, core, db, queries
 from services.dashboard.settings import DashboardSettings
+from shared.runtime import setup_logging
 
 log = logging.getLogger("services.dashboard.page")
 
@@ -76,7 +77,7 @@ def show_devices(overview: pd.DataFrame, tz: str) -> None:
         st.caption("Not on the map (no coordinates): " + ", ".join(unplaced["device"]))
     table = overview.assign(
         last_seen_ago=[core.describe_age(a) for a in overview["age_s"]],
-        calibrated=~overview["uncalibrated"].astype("boolean").fillna(False),
+        calibrated=~overview["uncalibrated"].astype("boolean"),  # NA: no levels yet
     )
     st.dataframe(
         table,
@@ -251,6 +252,7 @@ def render(conn: Any, settings: DashboardSettings, now: datetime) -> None:
 def main() -> None:
     """Build the settings, connect read-only, draw the page."""
     st.set_page_config(page_title="Soundscape monitor", layout="wide")
+    setup_logging()
     st.title("Soundscape monitor")
     try:
         settings = DashboardSettings()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -76,6 +77,10 @@ def test_populated_page_shows_every_section(
     assert len(app.dataframe) == 4  # devices, detections, noise events, gaps
     devices = app.dataframe[0].value
     assert sorted(devices["device"]) == ["lab", "ouse", "spare", "yor"]
+    calibrated = dict(zip(devices["device"], devices["calibrated"], strict=True))
+    assert bool(calibrated["yor"]) is True
+    assert bool(calibrated["ouse"]) is False
+    assert pd.isna(calibrated["lab"])  # no levels: unknown, not "calibrated"
     assert "Not on the map (no coordinates): lab, spare" in texts(app.caption)
     assert "ouse use default calibration values" in texts(app.warning)
     detections = app.dataframe[1].value
