@@ -90,6 +90,7 @@ def migrate(conn: psycopg.Connection) -> list[str]:
     if {m.version for m in wanted} <= applied_versions(conn):
         return []
     done: list[str] = []
+    conn.add_notice_handler(_log_notice)
     try:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
@@ -116,7 +117,16 @@ def migrate(conn: psycopg.Connection) -> list[str]:
             f"({detail}): run `soundscape ingest --migrate` once with the schema owner's "
             "--database-url"
         ) from exc
+    finally:
+        conn.remove_notice_handler(_log_notice)
     return done
+
+
+def _log_notice(diag: psycopg.errors.Diagnostic) -> None:
+    """Say what a migration reported (e.g. why TimescaleDB could not be used)."""
+    severity = diag.severity_nonlocalized or ""
+    level = logging.WARNING if severity == "WARNING" else logging.INFO
+    log.log(level, "migration: %s", diag.message_primary)
 
 
 def upsert_devices(conn: psycopg.Connection, registry: DeviceRegistry) -> int:

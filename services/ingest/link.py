@@ -72,6 +72,7 @@ class Link:
         self._lock = threading.Lock()
         self._connection = 0
         self._connected = False
+        #: Set while connected with the subscriptions in place.
         self.connected = threading.Event()
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -100,6 +101,7 @@ class Link:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         self._connect_props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         self._connect_props.SessionExpiryInterval = session_expiry
         self._connect_props.ReceiveMaximum = receive_maximum
@@ -160,6 +162,15 @@ class Link:
             self._connected = True
         log.info("connected to %s:%s (session present: %s)", *self._where(), flags.session_present)
         client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.topics])
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[Any], props: Any
+    ) -> None:
+        # Online only once the broker has the subscriptions: what is published from now on
+        # reaches ingest (and, with the session, whatever is published while it is away).
+        for topic, reason in zip(self.topics, reasons, strict=False):
+            if reason.is_failure:
+                log.error("broker refused the subscription %s: %s", topic, reason)
         self.publish_status(self._status("online"))
         self.connected.set()
 

@@ -128,16 +128,18 @@ class Ingest:
                     task.cancel()
             # Whatever the writer has started is committed and acknowledged first.
             await self._loop.run_in_executor(writer, _nothing)
+            final = self._loop.run_in_executor(syncing, self.syncer.sync)
             try:
                 async with asyncio.timeout(self.settings.shutdown_timeout):
-                    await self._loop.run_in_executor(syncing, self.syncer.sync)
+                    await asyncio.shield(final)
             except TimeoutError:
                 log.warning(
-                    "final sync still running after %.0f s; %d results stay in the spool "
-                    "for the next start",
+                    "final sync still running after %.0f s: cancelled; the rest waits in "
+                    "the spool for the next start",
                     self.settings.shutdown_timeout,
-                    self.spool.depth(),
                 )
+                self.syncer.cancel()
+                await final
         finally:
             writer.shutdown(wait=True)
             self.link.stop(self.status("offline"))

@@ -81,6 +81,7 @@ class Syncer:
         self.healthy = True
         self.last_error: str | None = None
         self._conn: psycopg.Connection | None = None
+        self._cancelled = False
 
     def __enter__(self) -> Syncer:
         return self
@@ -94,6 +95,16 @@ class Syncer:
             self._conn.close()
             self._conn = None
 
+    def cancel(self) -> None:
+        """From another thread: abort the statement a sync is running (it then rolls back)."""
+        self._cancelled = True
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            try:
+                conn.cancel_safe(timeout=5.0)
+            except psycopg.Error as exc:
+                log.warning("could not cancel the running sync: %s", _first_line(exc))
+
     def _connection(self) -> psycopg.Connection:
         if self._conn is not None and not self._conn.closed:
             return self._conn
@@ -102,6 +113,11 @@ class Syncer:
             autocommit=True,
             connect_timeout=self.connect_timeout,
             application_name="soundscape-ingest",
+            # A link that dies silently (GSM) is noticed in about two minutes, not hours.
+            keepalives=1,
+            keepalives_idle=60,
+            keepalives_interval=10,
+            keepalives_count=6,
         )
         try:
             applied = db.migrate(conn)
@@ -119,9 +135,11 @@ class Syncer:
     def sync(self) -> SyncReport:
         """Move the whole spool to PostgreSQL; never raises for an unreachable database."""
         report = SyncReport()
+        if self._cancelled:
+            return report
         try:
             conn = self._connection()
-            while batch := self.spool.take(self.batch_size):
+            while not self._cancelled and (batch := self.spool.take(self.batch_size)):
                 try:
                     part = self._store(conn, batch)
                 except BaseException:
@@ -135,6 +153,9 @@ class Syncer:
                     report.results + part.results,
                     report.quarantined + part.quarantined,
                 )
+        except psycopg.errors.QueryCanceled as exc:
+            self.close()
+            return self._failed(report, f"sync cancelled: {_first_line(exc)}", False)
         except db.UNREACHABLE as exc:
             self.close()
             return self._failed(report, f"database unreachable: {_first_line(exc)}", False)

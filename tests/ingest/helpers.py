@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import sys
@@ -17,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from services.health import fetch_status
 from services.ingest.core import Result, Triage
 from shared.messages import (
     Calibration,
@@ -29,6 +31,7 @@ from shared.messages import (
     NoiseEvent,
     WindowMessage,
 )
+from shared.settings import MqttSettings
 
 T0 = 1_764_400_000.0  # 2025-11-29T07:06:40Z
 NOW = T0 + 10_000.0
@@ -157,6 +160,17 @@ def spool_depth(path: Path) -> int:
             return int(conn.execute("SELECT count(*) FROM results").fetchone()[0])
     except sqlite3.Error:
         return -1
+
+
+def wait_online(port: int, prefix: str, node: str, timeout: float = 30.0) -> None:
+    """Until `node`'s retained status says online (ingest subscribes before saying so)."""
+    settings = MqttSettings(host="127.0.0.1", port=port, topic_prefix=prefix)
+
+    def online() -> bool:
+        status = asyncio.run(fetch_status(settings, node, 0.5))
+        return status is not None and status.state == "online"
+
+    wait_for(f"{node} online", online, timeout)
 
 
 def ingest_cmd(*args: str) -> list[str]:

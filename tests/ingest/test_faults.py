@@ -27,6 +27,7 @@ from tests.ingest.helpers import (
     rows,
     spool_depth,
     wait_for,
+    wait_online,
 )
 from tests.support.servers import Mosquitto, Postgres, start_mosquitto, start_postgres
 
@@ -133,7 +134,7 @@ def test_kill_9_mid_batch_and_restart(
     client_id = f"kill9-{uuid.uuid4().hex[:8]}"
     port = mqtt_settings.port
     ingests.append(start_ingest(database, port, prefix, tmp_path, client_id))
-    wait_for("schema", lambda: count(database, "levels") == 0, 30)
+    wait_online(port, prefix, "fault-ingest")
     flow = Flow(port, prefix, 400)
     kills = 0
     for threshold in (60, 160, 260):
@@ -176,7 +177,7 @@ def test_postgresql_down_for_many_sync_intervals(
     dsn = own_pg.dsn.rsplit("/", 1)[0] + "/" + name
     port = mqtt_settings.port
     ingests.append(start_ingest(dsn, port, prefix, tmp_path, f"pgdown-{uuid.uuid4().hex[:8]}"))
-    wait_for("schema", lambda: count(dsn, "levels") == 0, 30)
+    wait_online(port, prefix, "fault-ingest")
     flow = Flow(port, prefix, 300, pause=0.01)
     wait_for("rows arriving", lambda: count(dsn, "levels") >= 50, 60)
     own_pg.stop("fast")
@@ -218,7 +219,7 @@ def test_mosquitto_restarted_while_results_flow(
 ) -> None:
     port = persistent_broker.port
     ingests.append(start_ingest(database, port, prefix, tmp_path, f"mq-{uuid.uuid4().hex[:8]}"))
-    wait_for("schema", lambda: count(database, "levels") == 0, 30)
+    wait_online(port, prefix, "fault-ingest")
     flow = Flow(port, prefix, 400, pause=0.005)
     for _ in range(2):
         wait_for("results flowing", flow.more_than(60), 60)

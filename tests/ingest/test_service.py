@@ -33,6 +33,7 @@ from tests.ingest.helpers import (
     rows,
     spool_depth,
     wait_for,
+    wait_online,
 )
 from tests.support.servers import process
 
@@ -158,6 +159,7 @@ def test_sigterm_makes_a_final_sync_then_exits(
     )
     log = tmp_path / "ingest.log"
     with process(cmd, ingest_env(mqtt_settings.port, prefix), log) as proc:
+        wait_online(mqtt_settings.port, prefix, "sigterm-ingest")
         wait_for("schema", lambda: count(database, "levels") == 0, 30)
         pub = Publisher(mqtt_settings.port, prefix, f"pub-{uuid.uuid4()}")
         for seq in range(20):
@@ -224,3 +226,27 @@ def test_the_module_runs_as_a_command() -> None:
     assert done.returncode == 0
     assert "--database-url" in done.stdout
     assert LevelsResult.LEAF == "levels"
+
+
+async def test_a_final_sync_that_hangs_is_cancelled_and_nothing_is_lost(
+    tmp_path: Path, mqtt_settings: MqttSettings, database: str, prefix: str
+) -> None:
+    s = settings(tmp_path, database, sync_interval=3600.0, shutdown_timeout=1.0)
+    stop = asyncio.Event()
+    ingest = Ingest(s, mqtt_settings, DeviceRegistry())
+    task = asyncio.create_task(ingest.run(stop))
+    await asyncio.to_thread(ingest.link.connected.wait, 10)
+    await until("schema", lambda: count(database, "levels") == 0)
+    pub = await asyncio.to_thread(Publisher, mqtt_settings.port, prefix, f"pub-{uuid.uuid4()}")
+    for seq in range(5):
+        await asyncio.to_thread(pub.publish, level(seq))
+    await asyncio.to_thread(pub.close)
+    await until("spooled", lambda: ingest.stats.snapshot().get("spooled") == 5)
+    with psycopg.connect(database) as blocker:
+        blocker.execute("LOCK TABLE levels IN ACCESS EXCLUSIVE MODE")  # the INSERT will wait
+        began = asyncio.get_running_loop().time()
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        assert asyncio.get_running_loop().time() - began < 10
+    assert count(database, "levels") == 0
+    assert spool_depth(s.spool) == 5  # still there for the next start
