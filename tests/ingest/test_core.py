@@ -8,6 +8,8 @@ import re
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.ingest.core import (
     DEFAULT_SYNC_INTERVAL,
@@ -227,3 +229,25 @@ def test_staging_sql_declares_columns_and_converts_the_window_start() -> None:
 def test_calibration_defaults_are_what_the_prototype_used() -> None:
     assert Calibration() == level(0).calibration
     assert isinstance(level(0), LevelsResult)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    leaf=st.sampled_from([*RESULT_TYPES, "audio", "status"]),
+    payload=st.one_of(
+        st.binary(max_size=300),
+        st.builds(
+            lambda d: msgpack.packb(d, use_bin_type=True),
+            st.dictionaries(
+                st.sampled_from(["v", "device", "seq", "start", "duration", "labels", "leq_db"]),
+                st.one_of(
+                    st.none(), st.integers(-(2**63), 2**64 - 1), st.floats(), st.text(max_size=5)
+                ),
+            ),
+        ),
+    ),
+    ctype=st.sampled_from([None, JSON, "application/msgpack", "x/y"]),
+)
+def test_no_payload_makes_triage_raise(leaf: str, payload: bytes, ctype: str | None) -> None:
+    got = Triage(PREFIX).message(f"p/yor/{leaf}", payload, ctype, NOW)
+    assert isinstance(got, Result | Rejection)
