@@ -103,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"soundscape ingest: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(serve(settings, mqtt, registry))
+    try:
+        asyncio.run(serve(settings, mqtt, registry))
+    except ConfigError as exc:
+        print(f"soundscape ingest: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -28,6 +28,7 @@ from services.ingest.settings import IngestSettings
 from services.ingest.spool import Spool
 from services.ingest.sync import Stats, Syncer
 from shared.devices import DeviceRegistry
+from shared.errors import ConfigError
 from shared.messages import RESULT_TYPES, Status
 from shared.settings import MqttSettings
 
@@ -57,7 +58,10 @@ class Ingest:
             device=settings.device,
             max_future_s=settings.max_future_s,
         )
-        self.spool = Spool(settings.spool, settings.spool_max)
+        try:
+            self.spool = Spool(settings.spool, settings.spool_max)
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigError(f"cannot open the spool {settings.spool}: {exc}") from exc
         self.syncer = Syncer(
             self.spool,
             settings.database_url.get_secret_value(),

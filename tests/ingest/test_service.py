@@ -250,3 +250,13 @@ async def test_a_final_sync_that_hangs_is_cancelled_and_nothing_is_lost(
         assert asyncio.get_running_loop().time() - began < 10
     assert count(database, "levels") == 0
     assert spool_depth(s.spool) == 5  # still there for the next start
+
+
+def test_an_unusable_spool_path_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    args = ["--database-url", "postgresql://x/y", "--spool", str(blocker / "spool.sqlite3")]
+    assert main(args) == 2
+    assert "cannot open the spool" in capsys.readouterr().err
