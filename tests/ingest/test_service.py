@@ -260,3 +260,21 @@ def test_an_unusable_spool_path_is_a_clear_error(
     args = ["--database-url", "postgresql://x/y", "--spool", str(blocker / "spool.sqlite3")]
     assert main(args) == 2
     assert "cannot open the spool" in capsys.readouterr().err
+
+
+async def test_results_published_twice_through_the_broker_are_stored_once(
+    tmp_path: Path, mqtt_settings: MqttSettings, database: str, prefix: str
+) -> None:
+    async with running(settings(tmp_path, database), mqtt_settings) as ingest:
+        pub = await asyncio.to_thread(Publisher, mqtt_settings.port, prefix, f"p-{uuid.uuid4()}")
+        for _ in range(2):
+            for seq in range(10):
+                await asyncio.to_thread(pub.publish, labels(seq))
+            await until("stored", lambda: count(database, "detections") == 30)
+        await asyncio.to_thread(pub.close)
+        await until("all received", lambda: ingest.stats.snapshot().get("received") == 20)
+        await until("spool empty", lambda: ingest.spool.depth() == 0)
+    assert count(database, "detections") == 30
+    # Offered again unless the spool still held the first copy (then it was never offered).
+    ((stored, offered),) = rows(database, "SELECT sum(rows)::int, sum(offered)::int FROM syncs")
+    assert stored == 30 and 30 <= offered <= 60  # type: ignore[operator]
