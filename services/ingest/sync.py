@@ -12,6 +12,7 @@ spool with the reason, and every good result of the batch is stored.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -159,6 +160,8 @@ class Syncer:
         except db.UNREACHABLE as exc:
             self.close()
             return self._failed(report, f"database unreachable: {_first_line(exc)}", False)
+        except sqlite3.Error as exc:
+            return self._failed(report, f"spool {self.spool.path}: {exc}", True)
         except (ConfigError, psycopg.Error) as exc:
             # Privileges, a missing table, a schema behind: not the data's fault, and not
             # fixed by waiting, but nothing is lost while results wait in the spool.
