@@ -182,9 +182,11 @@ class Syncer:
     def _failed(self, report: SyncReport, reason: str, loud: bool) -> SyncReport:
         self.stats.add("sync_failures")
         if self.healthy or reason != self.last_error:
-            (log.error if loud else log.warning)(
-                "%s; %d results wait in the spool", reason, self.spool.depth()
-            )
+            try:
+                waiting = f"{self.spool.depth()} results wait in the spool"
+            except sqlite3.Error:
+                waiting = "the spool cannot be read"
+            (log.error if loud else log.warning)("%s; %s", reason, waiting)
         self.healthy = False
         self.last_error = reason
         return SyncReport(
