@@ -92,7 +92,10 @@ class Ingest:
     def status(self, state: str) -> Status:
         """This node's status: `degraded` while the database refuses or cannot be reached."""
         counters = self.stats.snapshot()
-        counters["spool_depth"] = self.spool.depth()
+        try:
+            counters["spool_depth"] = self.spool.depth()
+        except sqlite3.Error:
+            counters["spool_depth"] = -1  # unreadable: spool_errors says more
         detail = None
         if state == "online" and not self.syncer.healthy:
             state, detail = "degraded", (self.syncer.last_error or "sync failing")[:500]
