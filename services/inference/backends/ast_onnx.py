@@ -20,6 +20,7 @@ from services.inference.backends import (
     configure_threads,
     hub_offline,
     model_hint,
+    session_options,
 )
 from services.inference.backends.common import (
     apply_hub_timeout,
@@ -94,15 +95,12 @@ class OnnxAST:
     def load(cls, settings: InferenceSettings) -> OnnxAST:
         """Load `onnx_subfolder/onnx_file` of `model` with one session of `threads` threads."""
         apply_hub_timeout(settings.hub_timeout)
-        import onnxruntime as ort
         from optimum.onnxruntime import ORTModelForAudioClassification
         from transformers import AutoFeatureExtractor
 
         offline = hub_offline(settings)
         _check_onnx_file(settings, offline)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = configure_threads(settings)
-        options.inter_op_num_threads = 1
+        options = session_options(configure_threads(settings))
         try:
             with quiet_third_party():
                 model = ORTModelForAudioClassification.from_pretrained(

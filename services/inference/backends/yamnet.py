@@ -20,7 +20,7 @@ import numpy as np
 
 from services.inference import yamnet_features as features
 from services.inference import yamnet_fetch
-from services.inference.backends import ModelUnavailable, configure_threads
+from services.inference.backends import ModelUnavailable, configure_threads, session_options
 from services.inference.settings import InferenceSettings
 
 log = logging.getLogger(__name__)
@@ -106,9 +106,7 @@ class YamNet:
 
         path = folder / yamnet_fetch.MODEL_FILE
         labels = yamnet_fetch.read_class_map(folder / yamnet_fetch.CLASS_MAP_FILE)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
+        options = session_options(threads)
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except (RuntimeError, OSError) as exc:
