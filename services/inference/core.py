@@ -66,7 +66,7 @@ class WindowAssembler:
     starts afresh.
     """
 
-    def __init__(self, window_s: float, hop_s: float | None = None, max_devices: int = 10_000):
+    def __init__(self, window_s: float, hop_s: float | None = None, max_devices: int = 1_000):
         if window_s <= 0 or (hop_s is not None and hop_s <= 0):
             raise ValueError("window and hop must be positive")
         self.window_s = window_s

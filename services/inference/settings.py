@@ -152,8 +152,9 @@ class InferenceSettings(BaseSettings):
         description="Classify only these devices' audio; empty: every device",
     )
     max_devices: int = Field(
-        10_000,
+        1_000,
         ge=1,
+        le=1_000_000,
         description="Devices whose partial windows are kept; beyond, the least recent is reset",
     )
 

@@ -11,12 +11,15 @@ Each backend is imported only when chosen, so a YAMNet worker never loads torch.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from services.inference.settings import InferenceSettings
 from shared.contracts import Classifier
 from shared.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class ModelUnavailable(ConfigError):
@@ -53,8 +56,11 @@ def limit_blas_threads() -> None:
     OpenBLAS's threads cost far more in hand-offs than they save (measured: YAMNet's log-mel
     of a 1 s window took 1-9 ms with 2 BLAS threads, 0.2 ms with one). Call once at start.
     """
-    from threadpoolctl import threadpool_limits
-
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        log.warning("threadpoolctl is not installed: numpy's BLAS threads are not limited")
+        return
     threadpool_limits(limits=1, user_api="blas")
 
 
