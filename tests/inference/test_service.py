@@ -105,7 +105,9 @@ def test_subscriptions_shared_or_not_all_or_some() -> None:
 
 async def test_every_chunk_gets_one_result(mqtt_settings: MqttSettings) -> None:
     fake = FakeClassifier()
-    async with service_and_listener(mqtt_settings, fake, top_k=3, batch_size=4) as (
+    async with service_and_listener(
+        mqtt_settings, fake, top_k=3, batch_size=4, max_wait_ms=500
+    ) as (
         service,
         _bus,
         listener,

