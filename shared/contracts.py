@@ -45,9 +45,3 @@ class Publisher(Protocol):
     """Something that publishes messages on their own topics (the MQTT bus, or a test fake)."""
 
     def publish(self, msg: Message, content_type: str | None = None) -> None: ...
-
-
-class ResultSink(Protocol):
-    """Where ingest puts validated results (a spool, a database, a test list)."""
-
-    def put(self, results: Sequence[Message]) -> None: ...

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,9 +43,12 @@ def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ):
         yield "postgresql://postgres@127.0.0.1:5432/postgres"
         return
-    pg = servers.start_postgres(tmp_path_factory.mktemp("pg"))
+    # Not under pytest's temp folder: its 0700 parents keep the postgres user out.
+    workdir = Path(tempfile.mkdtemp(prefix="soundscape-test-pg-"))
+    pg = servers.start_postgres(workdir)
     yield pg.dsn
     pg.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -128,7 +128,8 @@ def test_every_window_is_labelled_and_measured(pipeline: tuple[Path, str]) -> No
     ]
     for i, (_, leq_db, sync_id, sync_time) in enumerate(levels):
         chunk = samples[i * rate : (i + 1) * rate]
-        expected = util.mean_dB(spl.wav2dBSPL(chunk, gain=25, sensitivity=-18, Vadc=1.25))
+        with np.errstate(divide="ignore"):  # maad takes log10 of every sample, zeros included
+            expected = util.mean_dB(spl.wav2dBSPL(chunk, gain=25, sensitivity=-18, Vadc=1.25))
         assert leq_db == pytest.approx(expected, abs=0.01)
         assert sync_id is not None and sync_time is not None
     assert [row[0] for row in labels] == [row[0] for row in levels]
