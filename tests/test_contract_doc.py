@@ -12,3 +12,15 @@ def test_contract_page_matches_the_message_classes() -> None:
         "docs/contract.md is out of date: if the contract change is deliberate, run "
         "`.venv/bin/python -m shared.contract_doc > docs/contract.md`"
     )
+
+
+CONFIG_PAGE = PAGE.with_name("configuration.md")
+
+
+def test_configuration_page_matches_the_settings_classes() -> None:
+    from services.settings_doc import render as render_settings
+
+    assert CONFIG_PAGE.read_text(encoding="utf-8") == render_settings(), (
+        "docs/configuration.md is out of date: if the change is deliberate, run "
+        "`.venv/bin/python -m services.settings_doc > docs/configuration.md`"
+    )
