@@ -8,6 +8,7 @@ MQTT connection stays responsive while a batch is classified.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -121,11 +122,9 @@ class InferenceService:
                 return self.queue.take(self.settings.batch_size)
             self._arrived.clear()
             timeout = None if oldest is None else max(0.0, oldest + wait_s - now)
-            try:
+            with contextlib.suppress(TimeoutError):  # the oldest has waited long enough
                 async with asyncio.timeout(timeout):
                     await self._arrived.wait()
-            except TimeoutError:
-                pass
 
     async def work(self) -> None:
         """Classify batches until cancelled; publish one result per window."""
