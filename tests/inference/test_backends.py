@@ -16,6 +16,7 @@ import pytest
 from services.inference.backends import ModelUnavailable, load_classifier
 from services.inference.backends.ast_onnx import OnnxAST
 from services.inference.backends.ast_torch import TransformersAST
+from services.inference.export import main as export_main
 from services.inference.settings import InferenceSettings
 from shared.errors import ConfigError
 from tests.support.audio import speech, tone, white_noise
@@ -177,3 +178,22 @@ def test_service_exits_at_start_when_the_model_is_missing(tmp_path: Path) -> Non
     assert "SOUNDSCAPE_INFERENCE_MODEL" in done.stderr and "--model" in done.stderr
     assert "Traceback" not in done.stderr
     assert time.monotonic() - began < 60
+
+
+def test_onnx_files_at_the_top_of_a_folder(tiny_onnx: Path) -> None:
+    flat = load_classifier(
+        InferenceSettings(
+            backend="onnx", model=str(tiny_onnx / "onnx"), onnx_subfolder="", threads=1
+        )
+    )
+    assert flat.model_id == f"{tiny_onnx}/onnx/model_quantized.onnx"
+
+
+def test_export_of_a_missing_model_fails_clearly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--model", "no-such-org/no-such-ast", "--out", str(tmp_path / "x"), "--offline"]
+    assert export_main(argv) == 78
+    err = capsys.readouterr().err
+    assert "no-such-org/no-such-ast" in err and "--model" in err
+    assert not (tmp_path / "x").exists()

@@ -102,3 +102,10 @@ def test_speech_present_through_classify(yamnet: YamNet) -> None:
     results = classify(yamnet, windows, options)
     assert [r.speech_present for r in results] == [True, False, False]
     assert results[0].labels[0].label == "Speech"
+
+
+def test_fetch_command_reports_the_folder(
+    yamnet_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert yamnet_fetch.main(["--dir", str(yamnet_dir)]) == 0
+    assert capsys.readouterr().out.strip() == str(yamnet_dir)
