@@ -96,7 +96,7 @@ async def test_outbox_survives_a_broker_restart(tmp_path: Path, prefix: str) -> 
 
     async def handler(msg: Incoming) -> None:
         got.append(LevelsResult.from_mqtt(prefix, msg.topic, msg.payload, msg.content_type).seq)
-        if len(got) >= 4:
+        if set(got) >= {0, 1, 2, 3}:  # QoS 1 is at-least-once: a restart may repeat some
             done.set()
 
     reader = MqttBus(
