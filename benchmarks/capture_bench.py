@@ -92,9 +92,15 @@ def prototype_path(rate_in: int, seconds: int) -> float:
     for _ in range(seconds):
         one_second()
     after = os.times()
-    return sum(
-        getattr(after, f) - getattr(before, f)
-        for f in ("user", "system", "children_user", "children_system")
+    return (
+        after.user
+        - before.user
+        + after.system
+        - before.system
+        + after.children_user
+        - before.children_user
+        + after.children_system
+        - before.children_system
     )
 
 
@@ -102,7 +108,8 @@ def process_cpu(pid: int) -> float:
     """CPU seconds a process has used itself (not its children), from /proc."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks_per_s = int(os.sysconf("SC_CLK_TCK"))
+    return (int(fields[11]) + int(fields[12])) / ticks_per_s
 
 
 def live_service(rate_in: int, seconds: float) -> float | None:

@@ -92,6 +92,10 @@ def card_of_link(target: str) -> int | None:
     return int(m[1]) if m else None
 
 
+#: ALSA PCM names used without arguments (from alsa-lib's and sound servers' configuration).
+PLAIN_PCM_NAMES = frozenset(
+    {"default", "sysdefault", "null", "pulse", "pipewire", "jack", "dsnoop"}
+)
 _ALSA_STRING = re.compile(r"^[A-Za-z_]\w*:\S")
 
 
@@ -101,7 +105,7 @@ def is_alsa_string(name: str) -> bool:
     A udev link name such as `usb-0:1.3` (from by-path) has a colon too, but no PCM name
     (a plain identifier) before it.
     """
-    return bool(_ALSA_STRING.match(name)) or name in {"default", "sysdefault"}
+    return bool(_ALSA_STRING.match(name)) or name in PLAIN_PCM_NAMES
 
 
 def _matches(dev: CaptureDevice, want: str) -> bool:

@@ -140,13 +140,13 @@ async def capture(settings: CaptureSettings, bus: CaptureBus, source: Source) ->
         while source.paced_by_outbox and bus.pending > REPLAY_OUTBOX_HIGH:
             await bus.drained(1.0)
 
+    captured = "as recorded" if settings.source == "file" else f"{settings.input_rate} Hz"
     log.info(
-        "capture %s: %s source, %d Hz -> %d Hz, %d ch, %g s chunks",
+        "capture %s: %s source, %s -> %d Hz, %g s chunks",
         settings.device_id,
         settings.source,
-        settings.input_rate,
+        captured,
         settings.rate,
-        settings.channels,
         settings.chunk_seconds,
     )
     try:

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import shlex
+import signal
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
@@ -154,25 +155,24 @@ class ArecordSource:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 limit=4 * self.read_size,
+                start_new_session=True,  # its own process group: killed whole, never orphaned
             )
         except OSError as exc:
             return f"cannot start arecord: {exc}"
         tail: deque[str] = deque(maxlen=3)
+        stalled = False
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._stderr(proc, tail))
                 stalled = await self._read(proc, sink)
                 if stalled:
-                    proc.kill()
-            code = await proc.wait()
+                    _kill(proc)
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            await _reap(proc)
         said = f": {' | '.join(tail)}" if tail else ""
         if stalled:
             return f"arecord sent no audio for {self.settings.stall_timeout:g} s{said}"
-        return f"arecord exited with code {code}{said}"
+        return f"arecord exited with code {proc.returncode}{said}"
 
     async def _read(self, proc: asyncio.subprocess.Process, sink: Sink) -> bool:
         """Read PCM until EOF (False) or a stall (True)."""
@@ -206,6 +206,24 @@ class ArecordSource:
             else:
                 tail.append(line)
                 log.info("arecord: %s", line)
+
+
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL arecord and whatever it started (it leads its own process group)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+async def _reap(proc: asyncio.subprocess.Process, limit_s: float = 5.0) -> None:
+    """Make sure arecord is gone, and read its pipes to the end: asyncio only reports a
+    process finished once its pipes are closed, and leftover PCM is discarded, not kept."""
+    if proc.returncode is None:
+        _kill(proc)
+    try:
+        async with asyncio.timeout(limit_s):
+            await proc.communicate()
+    except TimeoutError:
+        log.warning("arecord (pid %d) did not close its pipes within %g s", proc.pid, limit_s)
 
 
 class SyntheticSource:

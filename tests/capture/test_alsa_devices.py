@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -108,7 +109,7 @@ def test_usb_serial_from_by_id_links_picks_one_of_two_identical_microphones() ->
 
 
 @pytest.mark.parametrize(
-    "name", ["hw:CARD=AudioMoth,DEV=0", "plughw:1,0", "default", "sysdefault:CARD=PCH"]
+    "name", ["hw:CARD=AudioMoth,DEV=0", "plughw:1,0", "default", "sysdefault:CARD=PCH", "null"]
 )
 def test_explicit_alsa_strings_are_used_as_given(name: str) -> None:
     assert is_alsa_string(name)
@@ -139,8 +140,29 @@ async def test_the_real_arecord_accepts_the_command_line() -> None:
         data = await asyncio.wait_for(proc.stdout.readexactly(4096), 10)
     finally:
         proc.kill()
-        await proc.wait()
+        await proc.communicate()  # read the pipes to the end, or asyncio never sees it exit
     assert len(data) == 4096
     # without sound cards, the real `arecord -l` lists nothing (and says so on stderr)
     found = await list_devices("arecord")
     assert isinstance(found, list)
+
+
+@pytest.mark.skipif(shutil.which("arecord") is None, reason="arecord is not installed")
+async def test_stopping_while_arecord_floods_a_full_pipe_does_not_hang() -> None:
+    """`null` writes as fast as it can; with the reader busy the pipe fills and asyncio pauses
+    reading. Stopping must still kill arecord and return (asyncio waits for closed pipes)."""
+    source = ArecordSource(CaptureSettings(device_id="yor", alsa_device="null"), lambda s, d: None)
+    busy = asyncio.Event()
+
+    async def sink(event: object) -> None:
+        busy.set()
+        await asyncio.Event().wait()  # never done: arecord keeps writing meanwhile
+
+    task = asyncio.create_task(source.run(sink))
+    async with asyncio.timeout(10):
+        await busy.wait()
+    await asyncio.sleep(0.3)
+    task.cancel()
+    async with asyncio.timeout(8):
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

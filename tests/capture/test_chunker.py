@@ -20,7 +20,7 @@ def splits(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(
     chunk_frames=st.integers(1, 400),
     channels=st.integers(1, 3),
@@ -54,7 +54,7 @@ def test_restart_emits_the_unfinished_chunk_and_starts_a_new_segment() -> None:
     assert [(c.seq, c.start) for c in chunker.feed(bytes(8))] == [(2, T0 + 60)]
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, database=None)
 @given(
     rate=st.sampled_from([8000, 16000, 48000]),
     chunk_ms=st.sampled_from([250, 500, 1000]),
