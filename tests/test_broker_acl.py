@@ -11,6 +11,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.support import servers
 
@@ -41,7 +42,7 @@ class Client:
         self.got: list[str] = []
         self.connected = threading.Event()
         self.rc: object = None
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         if user:
             self.c.username_pw_set(user, password)
         self.c.on_connect = self._on_connect
