@@ -10,6 +10,7 @@ under --workdir, or says exactly what to install. Without a microphone (no card 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import shutil
@@ -26,9 +27,13 @@ from psycopg import sql
 
 from services import localservers
 from services.demo_audio import write_sample
+from services.health import fetch_status, verdict
 from shared.settings import MqttSettings
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+MOSQUITTO_FALLBACK = Path("/usr/sbin/mosquitto")
+#: Node ids the stack gives its services, so it can wait for each to come online.
+NODES = {"ingest": "stack-ingest", "levels": "stack-levels", "inference": "stack-inference"}
 DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/soundscape"
 
 
@@ -82,7 +87,7 @@ def ensure_broker(
         return settings.port, None
     if settings.host not in LOCAL_HOSTS:
         raise StackError(f"no broker answers at {settings.host}:{settings.port}")
-    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+    if shutil.which("mosquitto") is None and not MOSQUITTO_FALLBACK.exists():
         raise StackError(
             "no broker is running and mosquitto is not installed: "
             "sudo apt-get install mosquitto mosquitto-clients"
@@ -216,10 +221,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         if Path("config/devices.toml").exists():
             env.setdefault("SOUNDSCAPE_DEVICES_FILE", str(Path("config/devices.toml").resolve()))
+        for name, node in NODES.items():
+            env[f"SOUNDSCAPE_{name.upper()}_NODE_ID"] = node
         children = build_children(args, sample)
         for child in children:
+            if child.name == "capture":
+                # Capture last, once the consumers listen: the first seconds get results too.
+                wait_online(settings.model_copy(update={"port": port}), children)
             child.start(env)
-            time.sleep(0.5)  # ingest and levels subscribe before capture publishes
         if not args.no_dashboard:
             print(f"stack: dashboard on http://127.0.0.1:{args.dashboard_port}")
         print("stack: running; Ctrl-C stops everything")
@@ -234,6 +243,23 @@ def main(argv: list[str] | None = None) -> int:
             child.stop()
         for server in servers:
             server.stop()
+
+
+def wait_online(settings: MqttSettings, children: list[Child], timeout: float = 180.0) -> None:
+    """Wait until every started consumer reports online, or has exited, or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    waiting = {c.name: c for c in children if c.name in NODES and c.proc is not None}
+    while waiting and time.monotonic() < deadline:
+        for name, child in list(waiting.items()):
+            if child.proc is not None and child.proc.poll() is not None:
+                del waiting[name]  # it failed at start and said why; the rest still runs
+                continue
+            status = asyncio.run(fetch_status(settings, NODES[name], 1.0))
+            if verdict(status, time.time(), 3 * settings.status_interval)[0]:
+                del waiting[name]
+        time.sleep(0.2)
+    if waiting:
+        print(f"stack: still waiting for {', '.join(waiting)}; starting capture anyway")
 
 
 def _supervise(children: list[Child], args: argparse.Namespace) -> int:
