@@ -128,9 +128,9 @@ class ArecordSource:
             except (DeviceError, OSError, TimeoutError) as exc:
                 self.counters["device_errors"] += 1
                 delay = next(delays)
-                reason = f"cannot find capture device: {exc}"
+                reason = f"cannot find capture device: {str(exc) or type(exc).__name__}"
                 log.error("%s; retrying in %.1f s", reason, delay)
-                self.health("degraded", f"{reason}; retrying in {delay:.0f} s"[:500])
+                self.health("degraded", f"{reason}; retrying in {delay:.1f} s")
                 await asyncio.sleep(delay)
                 continue
             if device != self.device:
@@ -143,7 +143,7 @@ class ArecordSource:
                 delays = backoff_delays(s.retry_min, s.retry_max)
             delay = next(delays)
             log.warning("%s; restarting in %.1f s", reason, delay)
-            self.health("degraded", f"{reason}; restarting in {delay:.1f} s"[:500])
+            self.health("degraded", f"{reason}; restarting in {delay:.1f} s")
             await asyncio.sleep(delay)
 
     async def _record(self, device: str, sink: Sink) -> str:

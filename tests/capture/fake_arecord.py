@@ -10,7 +10,8 @@ AudioMoth. When FAKE_ARECORD_LIST is set, recording checks that `-D` names a lis
 with a read error once the card disappears from the listing.
 
 Audio is a ramp: frame `k` holds the int16 value `k` (wrapping), on every channel, written
-at real rate by the clock, so a reader can check continuity and see exactly what was lost.
+at real rate by the clock, so a reader can check continuity and see exactly what was lost
+(`--signal hash`: a noise-like function of `k` instead, unlike any file on disk).
 
 Faults (each fires once per process; with --once FILE, only in the first process):
   --stall-after S --stall-for D   write nothing for D seconds and drop those frames (an xrun),
@@ -60,8 +61,12 @@ def device_present(device: str) -> bool:
     return True
 
 
-def ramp(first: int, frames: int, channels: int) -> bytes:
-    data = array("h", [((k + 32768) & 0xFFFF) - 32768 for k in range(first, first + frames)])
+def ramp(first: int, frames: int, channels: int, hashed: bool = False) -> bytes:
+    if hashed:  # noise-like, yet a function of the frame number
+        values = [((k * 2654435761) >> 16) & 0xFFFF for k in range(first, first + frames)]
+    else:
+        values = [k & 0xFFFF for k in range(first, first + frames)]
+    data = array("h", [v - 65536 if v >= 32768 else v for v in values])
     if channels > 1:
         data = array("h", [v for v in data for _ in range(channels)])
     if sys.byteorder != "little":
@@ -79,6 +84,7 @@ def main() -> int:
     p.add_argument("-c", type=int, default=1)
     p.add_argument("-q", action="store_true")
     p.add_argument("--period", type=float, default=0.05)
+    p.add_argument("--signal", choices=["ramp", "hash"], default="ramp")
     p.add_argument("--stall-after", type=float)
     p.add_argument("--stall-for", type=float, default=1.0)
     p.add_argument("--freeze-after", type=float)
@@ -148,7 +154,7 @@ def main() -> int:
             continue
         if due > written:
             try:
-                out.write(ramp(written, due - written, a.c))
+                out.write(ramp(written, due - written, a.c, a.signal == "hash"))
                 out.flush()
             except BrokenPipeError:
                 return 0

@@ -98,7 +98,8 @@ async def test_no_audio_reaches_the_disk(tmp_path: Path, mqtt_settings: MqttSett
     before = {**snapshot(work), **snapshot(tmp)}
     since = time.time() - 1
     async with listening(mqtt_settings, "priv") as got:
-        live = ["--device-id", "priv", "--arecord", fake_arecord(), "--chunk-seconds", "0.5"]
+        arecord = fake_arecord("--signal", "hash")
+        live = ["--device-id", "priv", "--arecord", arecord, "--chunk-seconds", "0.5"]
         code, log = await run_service(live, work, env, stop_after=2.5)
         assert code == 0, log
         n_live = len(got.chunks)
