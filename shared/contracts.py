@@ -1,26 +1,18 @@
-"""The roles that vary, as Protocols. Implementations live beside the services that use them;
-tests use hand-written fakes of the same Protocols."""
+"""The roles that vary across services, as Protocols. Implementations live beside the services
+that use them; tests use hand-written fakes of the same Protocols.
+
+Capture's sources (`services/capture/app.py: Source`) have a protocol of their own, since they
+speak in capture's pipeline events (restarts, file boundaries), not in plain PCM blocks.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
 
-from shared.messages import LabelScore, Message
-
-
-class AudioSource(Protocol):
-    """Yields raw PCM blocks of any size, in order, with the wall time of the first frame."""
-
-    rate: int
-    width: int
-    channels: int
-
-    def blocks(self) -> AsyncIterator[tuple[float, bytes]]:
-        """(wall time of the block's first frame, PCM bytes) for each block read."""
-        ...
+from shared.messages import Message
 
 
 class Classifier(Protocol):
@@ -33,12 +25,6 @@ class Classifier(Protocol):
     def scores(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         """Sigmoid scores, shape (len(windows), len(labels)), for 1-D float32 windows."""
         ...
-
-
-class TopK(Protocol):
-    """Picks the labels to publish from a score vector."""
-
-    def __call__(self, scores: np.ndarray, k: int) -> list[LabelScore]: ...
 
 
 class Publisher(Protocol):

@@ -30,6 +30,9 @@ from shared.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 
+#: Longest `detail` text a status carries (the Status message's limit).
+MAX_DETAIL = 500
+
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
@@ -85,6 +88,9 @@ class MqttBus:
     client_id: str | None = None
     clean_start: bool = True
 
+    #: The service's own view of its health, carried by every heartbeat and reconnect.
+    health_state: str = field(default="online", init=False)
+    health_detail: str | None = field(default=None, init=False)
     connected: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     stats: Counter[str] = field(default_factory=Counter, init=False)
     _outbox: deque[Outgoing] = field(default_factory=deque, init=False)
@@ -149,8 +155,20 @@ class MqttBus:
         )
 
     def set_status(self, state: str, detail: str | None = None) -> None:
-        """Publish a status now (retained)."""
+        """Publish a status now (retained); a plain `online` carries the current health."""
+        if state == "online":
+            state, detail = self.health_state, self.health_detail
         self.publish(self.status(state, detail), MSGPACK)
+
+    def set_health(self, state: str, detail: str | None = None, *, now: bool = False) -> None:
+        """Record the service's health (e.g. `degraded` while a microphone is missing) and
+        publish it when it changed, or at once when `now` (new counters worth showing)."""
+        detail = None if detail is None else detail[:MAX_DETAIL]
+        if (state, detail) == (self.health_state, self.health_detail) and not now:
+            return
+        self.health_state, self.health_detail = state, detail
+        if self.connected.is_set():
+            self.publish(self.status(state, detail), MSGPACK)
 
     # --- connection -------------------------------------------------------------------------
     def _client(self) -> aiomqtt.Client:

@@ -49,8 +49,14 @@ async def serve(bus: MqttBus, *workers: Coroutine[Any, Any, None]) -> None:
             log.info("%s: work finished, flushing", bus.service)
         work_task.cancel()
         stop_task.cancel()
+        finished = work_task.done() and not stop.is_set()
+        if finished and not bus.connected.is_set():
+            # A finished replay's tail is still queued: give a reconnect a chance to send it.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(30.0):
+                    await bus.connected.wait()
         if bus.connected.is_set():
-            await bus.close(wait_s=30.0 if work_task.done() else 2.0)
+            await bus.close(wait_s=30.0 if finished else 2.0)
         bus_task.cancel()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -126,3 +126,15 @@ async def test_outbox_survives_a_broker_restart(tmp_path: Path, prefix: str) -> 
         assert writer.stats["reconnects"] >= 1
     finally:
         broker.stop()
+
+
+def test_heartbeats_carry_the_current_health(mqtt_settings: MqttSettings) -> None:
+    bus = MqttBus(mqtt_settings, "mic", "capture")
+    bus.set_health("degraded", "microphone missing")  # not connected: remembered only
+    assert bus.pending == 0
+    bus.set_status("online")  # what a heartbeat or a reconnect publishes
+    status = Status.decode(bus._outbox[-1].payload)
+    assert (status.state, status.detail) == ("degraded", "microphone missing")
+    bus.set_health("online")
+    bus.set_status("online")
+    assert Status.decode(bus._outbox[-1].payload).state == "online"

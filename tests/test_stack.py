@@ -63,7 +63,7 @@ def test_stack_starts_its_own_broker_and_stores_every_window(
 def test_says_what_to_install_when_no_broker_can_be_had(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stack.shutil, "which", lambda _name: None)
+    monkeypatch.setattr("services.stack.shutil.which", lambda _name: None)
     monkeypatch.setattr(stack, "MOSQUITTO_FALLBACK", tmp_path / "no-mosquitto")
     settings = MqttSettings(port=servers.free_port())
     with pytest.raises(stack.StackError, match="apt-get install mosquitto"):

@@ -39,35 +39,6 @@ log = logging.getLogger(__name__)
 
 #: File replay waits while more messages than this wait in the outbox.
 REPLAY_OUTBOX_HIGH = 64
-#: Longest status detail a Status message takes.
-MAX_DETAIL = 500
-
-
-@dataclass
-class CaptureBus(MqttBus):
-    """The MQTT bus, remembering capture's health so that heartbeats do not hide a fault.
-
-    `MqttBus` republishes `online` on every heartbeat and reconnect; here those carry the
-    current health instead (e.g. `degraded` while the microphone is missing).
-    """
-
-    health_state: str = "online"
-    health_detail: str | None = None
-
-    def set_status(self, state: str, detail: str | None = None) -> None:
-        """Publish a status now; a plain `online` is replaced by the current health."""
-        if state == "online":
-            state, detail = self.health_state, self.health_detail
-        super().set_status(state, detail)
-
-    def set_health(self, state: str, detail: str | None = None, *, now: bool = False) -> None:
-        """Record capture's health; publish it when it changed (or `now`, for new counters)."""
-        detail = None if detail is None else detail[:MAX_DETAIL]
-        if (state, detail) == (self.health_state, self.health_detail) and not now:
-            return
-        self.health_state, self.health_detail = state, detail
-        if self.connected.is_set():
-            super().set_status(state, detail)
 
 
 class Source(Protocol):
@@ -120,13 +91,13 @@ def make_source(settings: CaptureSettings, health: Health, replay: Replay | None
     return FileSource(replay.recordings, settings.fast, health, counters)
 
 
-def make_bus(settings: CaptureSettings, mqtt: MqttSettings) -> CaptureBus:
+def make_bus(settings: CaptureSettings, mqtt: MqttSettings) -> MqttBus:
     """A bus whose outbox holds `outbox_seconds` of audio."""
     chunks = int(settings.outbox_seconds / settings.chunk_seconds) + 100
-    return CaptureBus(mqtt, node=settings.device_id, service="capture", outbox_size=chunks)
+    return MqttBus(mqtt, node=settings.device_id, service="capture", outbox_size=chunks)
 
 
-async def capture(settings: CaptureSettings, bus: CaptureBus, source: Source) -> None:
+async def capture(settings: CaptureSettings, bus: MqttBus, source: Source) -> None:
     """Run `source` through the pipeline and publish the chunks until the source ends."""
     pipeline = make_pipeline(settings)
     bus.counters = lambda: {**pipeline.counters, **source.counters}

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.capture.app import CaptureBus, capture, make_bus, make_source
+from services.capture.app import capture, make_bus, make_source
 from services.capture.settings import CaptureSettings
 from shared.messages import AudioChunk, Status
 from shared.mqtt import Incoming, MqttBus, Subscription
@@ -95,7 +95,7 @@ async def listening(mqtt: MqttSettings, device: str) -> AsyncIterator[Listener]:
 
 
 @contextlib.asynccontextmanager
-async def capturing(settings: CaptureSettings, mqtt: MqttSettings) -> AsyncIterator[CaptureBus]:
+async def capturing(settings: CaptureSettings, mqtt: MqttSettings) -> AsyncIterator[MqttBus]:
     """The capture service running in this event loop until the block ends."""
     bus = make_bus(settings, mqtt)
     source = make_source(settings, bus.set_health)
