@@ -5,6 +5,8 @@ Settings are built in a service's `main()` and passed down, never at import time
 
 from __future__ import annotations
 
+import re
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -12,6 +14,13 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.messages.base import check_prefix
+
+
+def host_id(prefix: str) -> str:
+    """`prefix-hostname`, reduced to what a node or client id may contain (a default that
+    differs per machine; set ids explicitly where they must survive a container rebuild)."""
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "localhost"
+    return f"{prefix}-{host}"[:64]
 
 
 class MqttSettings(BaseSettings):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import socket
 from pathlib import Path
 from typing import Literal
 
@@ -11,6 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.messages import check_id
+from shared.settings import host_id
 
 #: The original prototype's model.
 DEFAULT_MODEL = "MIT/ast-finetuned-audioset-10-10-0.4593"
@@ -33,12 +32,6 @@ SPEECH_LABELS = (
 Backend = Literal["transformers", "onnx", "yamnet"]
 
 
-def _host_id(prefix: str) -> str:
-    """`prefix-hostname`, reduced to what a node id may contain."""
-    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "localhost"
-    return f"{prefix}-{host}"[:64]
-
-
 def default_yamnet_dir() -> Path:
     """`~/.cache/soundscape/yamnet`: where the YAMNet model is fetched to by default."""
     return Path.home() / ".cache" / "soundscape" / "yamnet"
@@ -50,7 +43,7 @@ class InferenceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SOUNDSCAPE_INFERENCE_", extra="ignore")
 
     node_id: str = Field(
-        default_factory=lambda: _host_id("inference"),
+        default_factory=lambda: host_id("inference"),
         description="Node id of this worker's retained status topic (unique per process)",
     )
     backend: Backend = Field(

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import re
-import socket
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.messages import check_id
+from shared.settings import host_id
 
 #: Role names are written into SQL as identifiers: keep them plain.
 ROLE_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
-
-
-def _host_id(prefix: str) -> str:
-    """`prefix-hostname`, reduced to what a node id may contain."""
-    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "localhost"
-    return f"{prefix}-{host}"[:64]
 
 
 class IngestSettings(BaseSettings):
@@ -56,11 +49,11 @@ class IngestSettings(BaseSettings):
         "device (ingest next to the database)",
     )
     node_id: str = Field(
-        default_factory=lambda: _host_id("ingest"),
+        default_factory=lambda: host_id("ingest"),
         description="Node id of this service's retained status topic",
     )
     client_id: str = Field(
-        default_factory=lambda: _host_id("soundscape-ingest"),
+        default_factory=lambda: host_id("soundscape-ingest"),
         min_length=1,
         max_length=128,
         description="Fixed MQTT client id: the broker keeps this id's session (and queues "

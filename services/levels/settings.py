@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import re
-import socket
-
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.messages import Calibration, check_id
-
-
-def _host_id(prefix: str) -> str:
-    """`prefix-hostname`, reduced to what a node id may contain."""
-    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "localhost"
-    return f"{prefix}-{host}"[:64]
+from shared.settings import host_id
 
 
 class LevelsSettings(BaseSettings):
@@ -23,7 +15,7 @@ class LevelsSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SOUNDSCAPE_LEVELS_", extra="ignore")
 
     node_id: str = Field(
-        default_factory=lambda: _host_id("levels"),
+        default_factory=lambda: host_id("levels"),
         description="Node id of this service's retained status topic",
     )
     summary_seconds: float = Field(
