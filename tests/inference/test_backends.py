@@ -21,6 +21,7 @@ from services.inference.settings import InferenceSettings
 from shared.errors import ConfigError
 from tests.support.audio import speech, tone, white_noise
 from tests.support.models import audioset_labels
+from tests.support.servers import free_port
 
 K = 5
 #: fp32 ONNX against PyTorch: same maths, float rounding only.
@@ -197,3 +198,17 @@ def test_export_of_a_missing_model_fails_clearly(
     err = capsys.readouterr().err
     assert "no-such-org/no-such-ast" in err and "--model" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_an_unreachable_hub_fails_fast_with_the_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without HF_HUB_OFFLINE, a hub that does not answer is detected once, up front: the
+    start-up error comes at once instead of after minutes of retries."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    # A loopback port nobody listens on stands in for a hub out of reach.
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    settings = InferenceSettings(model="nobody/no-such-model-xyz", hub_timeout=2)
+    started = time.monotonic()
+    with pytest.raises(ModelUnavailable, match="SOUNDSCAPE_INFERENCE_MODEL"):
+        load_classifier(settings)
+    assert time.monotonic() - started < 10

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from services.inference.settings import InferenceSettings
 from shared.contracts import Classifier
@@ -27,9 +30,34 @@ class ModelUnavailable(ConfigError):
 
 
 def hub_offline(settings: InferenceSettings) -> bool:
-    """Whether to stay off the model hub: the `offline` setting or HF_HUB_OFFLINE."""
+    """Whether to stay off the model hub: the `offline` setting, HF_HUB_OFFLINE, or a hub
+    that does not answer within `hub_timeout` (then only the local cache is tried, at once,
+    instead of minutes of retries per file ending in the same error)."""
     flag = os.environ.get("HF_HUB_OFFLINE", "").strip().lower()
-    return settings.offline or flag in {"1", "true", "yes", "on"}
+    if settings.offline or flag in {"1", "true", "yes", "on"}:
+        return True
+    if Path(settings.model).exists():
+        return False  # a local folder: the hub is not asked for it
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    if hub_reachable(endpoint, settings.hub_timeout):
+        return False
+    log.warning(
+        "model hub %s does not answer: loading %r from the local cache only",
+        endpoint,
+        settings.model,
+    )
+    return True
+
+
+def hub_reachable(endpoint: str, timeout: float) -> bool:
+    """True when a TCP connection to the hub `endpoint` (a URL) opens within `timeout` s."""
+    url = urlsplit(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def model_hint(settings: InferenceSettings, reason: str) -> str:
