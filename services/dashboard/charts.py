@@ -79,7 +79,8 @@ def level_figure(levels: pd.DataFrame, bucket: timedelta) -> go.Figure:
             go.Scatter(
                 x=rows["bucket"],
                 y=rows["leq_db"],
-                mode="lines",
+                mode="lines+markers",
+                marker={"size": 4},
                 name=f"{device} Leq",
                 legendgroup=str(device),
                 line={"color": colour},
@@ -94,7 +95,8 @@ def level_figure(levels: pd.DataFrame, bucket: timedelta) -> go.Figure:
                 go.Scatter(
                     x=rows["bucket"],
                     y=rows["laeq_db"],
-                    mode="lines",
+                    mode="lines+markers",
+                    marker={"size": 4},
                     name=f"{device} LAeq",
                     legendgroup=str(device),
                     line={"color": colour, "dash": "dash"},
@@ -128,7 +130,8 @@ def summary_figure(summaries: pd.DataFrame, bucket: timedelta) -> go.Figure:
                 go.Scatter(
                     x=rows["bucket"],
                     y=rows[column],
-                    mode="lines",
+                    mode="lines+markers",
+                    marker={"size": 4},
                     name=f"{device} {label}",
                     legendgroup=str(device),
                     line={"color": colour, "dash": dash},
@@ -188,7 +191,8 @@ def indices_figure(indices: pd.DataFrame, bucket: timedelta) -> go.Figure:
                 go.Scatter(
                     x=rows["bucket"],
                     y=rows[column],
-                    mode="lines",
+                    mode="lines+markers",
+                    marker={"size": 4},
                     name=str(device),
                     legendgroup=str(device),
                     showlegend=r == 1,
