@@ -160,6 +160,8 @@ class CapturePipeline:
 
     def _drain(self) -> list[Cut]:
         """Everything owed so far: the resampler's tail and the unfinished chunk."""
+        if not self.chunker.started:
+            return []  # nothing was fed yet (a source that stopped before its first audio)
         cuts = []
         if self.resampler is not None:
             cuts += self.chunker.feed(self.resampler.flush())
@@ -171,9 +173,11 @@ class CapturePipeline:
             len(pcm) // self._in_frame, block.mono, block.wall, block.caught_up
         )
         cuts: list[Cut] = []
+        if check.discontinuous and not check.restarted:
+            # The audio before the discontinuity ends here, including what the resampler
+            # still holds back (its filter delay): stamped after it, it would be late.
+            cuts += self._drain()
         if check.lost_frames or check.restarted:
-            if not check.restarted:
-                cuts += self._drain()  # the audio before the gap ends here
             self._gap(check.lost_frames, check.block_start, check.reason)
         elif check.shift:
             self.counters["resyncs"] += 1

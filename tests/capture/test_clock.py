@@ -133,3 +133,28 @@ def test_chunks_without_a_true_time_are_dropped_and_counted() -> None:
     pcm = bytes(2 * 16000)
     out = pipe.handle(LiveBlock(pcm, 1.0, 86_400.0))  # a Pi without RTC, before NTP: 1970
     assert out == [] and pipe.counters["bad_clock"] == 2 and pipe.counters["chunks"] == 0
+
+
+def test_a_source_that_stops_before_its_first_audio_is_no_crash_when_resampling() -> None:
+    """arecord at 48 kHz failing at once (device busy), then shutdown: nothing to flush."""
+    pipe = CapturePipeline("yor", 16000, capture_rate=48000)
+    assert pipe.handle(SourceStopped("arecord exited with code 1")) == []
+    assert pipe.finish() == []
+    out = live(pipe, bytes(2 * 48000), 3.0)
+    out += pipe.finish()
+    assert sum(c.samples for c in out) == 16000 and pipe.counters["restarts"] == 1
+
+
+def test_a_resync_flushes_the_resampler_so_times_stay_true() -> None:
+    """The resampler holds back its filter delay (~60 ms at 192 kHz); at a timeline move
+    that audio belongs before the cut, not at the start of the new segment."""
+    pipe = CapturePipeline("yor", 16000, capture_rate=192_000, chunk_seconds=1.0)
+    second = bytes(2 * 192_000)
+    out = live(pipe, second, 1.0)  # the second [0, 1)
+    out += pipe.handle(LiveBlock(second, 50.0 + 2.0, T0 + 3600 + 2.0))  # NTP: +1 h
+    out += pipe.finish()
+    assert pipe.counters["resyncs"] == 1 and pipe.counters["gaps"] == 0
+    before = [c for c in out if c.start < T0 + 3600]
+    after = [c for c in out if c.start >= T0 + 3600]
+    assert sum(c.samples for c in before) == 16000  # all of the first second, no more
+    assert [(round(c.start - T0, 6), c.samples) for c in after] == [(3601.0, 16000)]
