@@ -2,6 +2,10 @@
 
     soundscape calibrate --file rec.wav --level 94 [--gain 25 --vadc 1.25] [--device yor]
 
+A multi-channel recording is mixed the way the levels service mixes a chunk (the mean of its
+channels), so the printed calibration makes the service read the calibrator's level; `--channel`
+picks one channel instead.
+
 Record the calibrator (1 kHz at 94 or 114 dB SPL) through the sensor exactly as it runs, with
 the gain it runs at, and give the recording here. The tone is taken from a 1 kHz band
 (900-1100 Hz, from a Hann-windowed spectrum, so background noise outside the band does not
@@ -67,14 +71,22 @@ def tone_rms(samples: np.ndarray, rate: int) -> tuple[float, float]:
     return math.sqrt(in_band), (in_band / total if total > 0 else 0.0)
 
 
+def trimmed(x: np.ndarray, rate: int) -> np.ndarray:
+    """The recording less `TRIM_SECONDS` at each end, when enough remains."""
+    trim = round(TRIM_SECONDS * rate)
+    return x[trim : len(x) - trim] if len(x) - 2 * trim >= MIN_SECONDS * rate else x
+
+
+def is_clipped(x: np.ndarray) -> bool:
+    """True when a sample of any channel reaches 16-bit full scale (or beyond)."""
+    return bool(x.size) and bool(np.max(np.abs(x)) >= 32767 / 32768)
+
+
 def sensitivity_from(
     samples: np.ndarray, rate: int, level_db: float, gain_db: float, vadc: float
 ) -> CalibrationResult:
     """Derive the sensitivity from a calibrator recording (float samples, full scale 1.0)."""
-    x = np.asarray(samples, dtype=np.float64)
-    trim = round(TRIM_SECONDS * rate)
-    if len(x) - 2 * trim >= MIN_SECONDS * rate:
-        x = x[trim : len(x) - trim]
+    x = trimmed(np.asarray(samples, dtype=np.float64), rate)
     if len(x) < MIN_SECONDS * rate:
         raise CalibrationError(f"recording too short: need at least {MIN_SECONDS:g} s of tone")
     if rate < 2 * BAND[1]:
@@ -91,7 +103,7 @@ def sensitivity_from(
         tone_rms=rms,
         tone_fraction=fraction,
         stability_db=max(piece_db) - min(piece_db),
-        clipped=bool(np.max(np.abs(x)) >= 32767 / 32768),
+        clipped=is_clipped(x),
     )
 
 
@@ -119,7 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--gain", type=float, default=25.0, help="gain the sensor runs at, dB")
     parser.add_argument("--vadc", type=float, default=1.25, help="ADC full scale, V peak-to-peak")
-    parser.add_argument("--channel", type=int, default=0, help="channel of a multi-channel file")
+    parser.add_argument(
+        "--channel",
+        type=int,
+        help="use only this channel (from 0); default: the mean of all channels, as the levels "
+        "service measures",
+    )
     parser.add_argument("--device", help="device id to put in the TOML snippet")
     args = parser.parse_args(argv)
     try:
@@ -127,11 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, RuntimeError, sf.LibsndfileError) as exc:
         print(f"soundscape calibrate: cannot read {args.file}: {exc}", file=sys.stderr)
         return 2
-    if not 0 <= args.channel < data.shape[1]:
+    if args.channel is None:
+        samples = data.mean(axis=1)  # as the service: AudioChunk.mono()
+    elif 0 <= args.channel < data.shape[1]:
+        samples = data[:, args.channel]
+    else:
         print(f"soundscape calibrate: no channel {args.channel} in {args.file}", file=sys.stderr)
         return 2
     try:
-        result = sensitivity_from(data[:, args.channel], rate, args.level, args.gain, args.vadc)
+        result = sensitivity_from(samples, rate, args.level, args.gain, args.vadc)
         cal = Calibration(
             gain_db=args.gain, sensitivity_dbv=round(result.sensitivity_dbv, 2), vadc=args.vadc
         )
@@ -141,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"soundscape calibrate: implausible calibration: {exc}", file=sys.stderr)
         return 1
-    if result.clipped:
+    if result.clipped or is_clipped(trimmed(data, rate)):  # any channel, not just the mix
         print("warning: the recording clips; lower the gain and record again", file=sys.stderr)
     if result.tone_fraction < 0.9:
         print(

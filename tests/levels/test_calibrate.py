@@ -11,7 +11,9 @@ import pytest
 
 from services.levels.calibrate import CalibrationError, main, sensitivity_from
 from services.levels.measure import prototype_leq
+from services.levels.core import LevelsCore
 from shared.devices import DeviceRegistry
+from shared.messages import AudioChunk
 from tests.support.audio import tone, white_noise, write_wav
 
 RATE = 48000
@@ -83,3 +85,35 @@ def test_warns_when_the_recording_is_not_a_clean_calibrator(
     noisy = tone(1000, 3.0, 16000, 0.05) + white_noise(3.0, 16000, rms=0.05)
     assert main(["--file", str(write_wav(tmp_path / "n.wav", noisy, 16000))]) == 0
     assert "energy is at 1 kHz" in capsys.readouterr().err
+
+
+def test_a_stereo_recording_calibrates_what_the_service_measures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The microphone on the left, nothing on the right: the service measures the mean of the
+    channels, so the calibration must come from that mix to make it read 94 dB."""
+    left = calibrator(94, -38.0, 10.0, 1.25, rate=16000)
+    stereo = np.stack([left, np.zeros_like(left)], axis=1)
+    wav = write_wav(tmp_path / "cal.wav", stereo, 16000)
+    assert main(["--file", str(wav), "--gain", "10", "--device", "yor"]) == 0
+    snippet = capsys.readouterr().out
+    (tmp_path / "devices.toml").write_text(snippet[snippet.index("[[device]]") :])
+    registry = DeviceRegistry.load(tmp_path / "devices.toml")
+    core = LevelsCore(registry)
+    start = 1_764_400_000.0
+    chunk = AudioChunk.from_float("yor", 0, start, 16000, stereo[16000:32000])
+    assert core.process(chunk).levels.leq_db == pytest.approx(94.0, abs=0.1)
+    # One channel on request: the microphone's own sensitivity.
+    assert main(["--file", str(wav), "--gain", "10", "--channel", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "sensitivity: -38.0" in out or "sensitivity: -37.9" in out
+    assert main(["--file", str(wav), "--channel", "2"]) == 2
+
+
+def test_a_clipping_channel_is_reported_even_when_the_mix_does_not_clip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    loud = np.clip(tone(1000, 3.0, 16000, 1.5), -1, 1)
+    stereo = np.stack([loud, np.zeros_like(loud)], axis=1)
+    assert main(["--file", str(write_wav(tmp_path / "c.wav", stereo, 16000))]) == 0
+    assert "clips" in capsys.readouterr().err
