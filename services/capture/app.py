@@ -97,8 +97,15 @@ def make_bus(settings: CaptureSettings, mqtt: MqttSettings) -> MqttBus:
     return MqttBus(mqtt, node=settings.device_id, service="capture", outbox_size=chunks)
 
 
-async def capture(settings: CaptureSettings, bus: MqttBus, source: Source) -> None:
-    """Run `source` through the pipeline and publish the chunks until the source ends."""
+async def capture(
+    settings: CaptureSettings,
+    bus: MqttBus,
+    source: Source,
+    delivered: asyncio.Event | None = None,
+) -> None:
+    """Run `source` through the pipeline and publish the chunks until the source ends.
+
+    A replay sets `delivered` once its last chunk has been handed to the broker."""
     pipeline = make_pipeline(settings)
     bus.counters = lambda: {**pipeline.counters, **source.counters}
 
@@ -129,13 +136,24 @@ async def capture(settings: CaptureSettings, bus: MqttBus, source: Source) -> No
     # even be connected yet when a short file is done).
     while source.paced_by_outbox and not await bus.drained(5.0):
         log.info("waiting for the broker to take %d queued message(s)", bus.pending)
+    if delivered is not None:
+        delivered.set()
 
 
 async def run(settings: CaptureSettings, mqtt: MqttSettings, replay: Replay | None = None) -> int:
     """The capture service until a signal, or the end of a replay; the exit status."""
     bus = make_bus(settings, mqtt)
     source = make_source(settings, bus.set_health, replay)
-    await serve(bus, capture(settings, bus, source))
+    delivered = asyncio.Event()
+    await serve(bus, capture(settings, bus, source, delivered))
+    if source.paced_by_outbox and (not delivered.is_set() or bus.pending):
+        # Stopped by a signal, or the broker never acknowledged the final status (which it
+        # does only after taking every chunk sent before it): the replay is incomplete.
+        log.error(
+            "replay stopped before every chunk reached the broker (%d message(s) not sent)",
+            bus.pending,
+        )
+        return 1
     errors = source.counters["file_errors"]
     if errors:
         log.error("%d recording(s) could not be read; see above", errors)

@@ -4,6 +4,9 @@ for a broker that is not up yet."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,8 @@ from services.cli import main as cli_main
 from shared.settings import MqttSettings
 from tests.capture.helpers import capturing, fake_arecord, listening
 from tests.support import servers
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_cli_options_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -132,3 +137,47 @@ async def test_replay_waits_for_a_broker_that_comes_up_late(tmp_path: Path, pref
         assert status.counters["chunks"] == 3 and status.counters["samples"] == 40000
     finally:
         broker.stop()
+
+
+@pytest.mark.integration
+async def test_a_replay_stopped_before_the_broker_took_it_exits_1(
+    tmp_path: Path, prefix: str
+) -> None:
+    """`--fast` exits 0 only once every chunk reached the broker: a replay interrupted while
+    its chunks still wait for an absent broker says so and fails."""
+    path = tmp_path / "20250524_103000.WAV"
+    sf.write(path, np.zeros(48000, dtype=np.int16), 16000, subtype="PCM_16")
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        SOUNDSCAPE_MQTT_PORT=str(servers.free_port()),  # nobody listens there
+        SOUNDSCAPE_MQTT_TOPIC_PREFIX=prefix,
+    )
+    argv = ["--device-id", "cut", "--source", "file", "--path", str(path), "--fast"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.capture",
+        *argv,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    said = []
+    try:
+        async with asyncio.timeout(60):
+            # the service is running (its signal handlers too) once it says what it captures
+            async for line in proc.stderr:
+                said.append(line.decode(errors="replace"))
+                if "file source" in said[-1]:
+                    break
+            proc.send_signal(signal.SIGTERM)
+            said += [line.decode(errors="replace") async for line in proc.stderr]
+            code = await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert code == 1, "".join(said)
+    assert "replay stopped before every chunk reached the broker" in "".join(said)
