@@ -71,9 +71,19 @@ def prototype_leq(samples: np.ndarray, cal: Calibration) -> float:
     return _clamp(value)
 
 
+#: Highest S32_LE code a 24-bit converter gives (its top code, left-justified): most "32-bit"
+#: sound cards are 24-bit ADCs whose low byte is always zero, so they never reach 2^31 - 1.
+S32_TOP_OF_24 = (2**23 - 1) << 8
+
+
 def is_clipped(chunk: AudioChunk) -> bool:
-    """True when any sample of any channel sits at digital full scale (either rail)."""
+    """True when any sample of any channel sits at digital full scale (either rail).
+
+    For S32_LE the positive rail is the top code of a 24-bit converter (2^31 - 256), so a
+    24-bit ADC in a 32-bit container is flagged too.
+    """
     dtype = "<i2" if chunk.width == 2 else "<i4"
     raw = np.frombuffer(chunk.pcm, dtype=dtype)
-    top = 2 ** (8 * chunk.width - 1)
-    return bool(raw.max() >= top - 1 or raw.min() <= -top)
+    bottom = -(2 ** (8 * chunk.width - 1))
+    top = 2**15 - 1 if chunk.width == 2 else S32_TOP_OF_24
+    return bool(raw.max() >= top or raw.min() <= bottom)

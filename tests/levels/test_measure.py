@@ -157,6 +157,17 @@ def test_clipping_is_flagged_on_either_rail_and_any_width() -> None:
     assert LevelsCore(DeviceRegistry()).process(chunk32).levels.clipped is True
 
 
+def test_a_24_bit_converter_in_a_32_bit_container_is_flagged_when_it_clips() -> None:
+    def chunk32(peak: int) -> AudioChunk:
+        codes = np.array([0, peak, -5, 7] * 4000, dtype="<i4")
+        return AudioChunk(device="yor", seq=0, start=T0, rate=16000, width=4, pcm=codes.tobytes())
+
+    top24 = (2**23 - 1) << 8  # the highest code of a 24-bit ADC, left-justified: 0x7fffff00
+    assert LevelsCore(DeviceRegistry()).process(chunk32(top24)).levels.clipped is True
+    one_below = (2**23 - 2) << 8
+    assert LevelsCore(DeviceRegistry()).process(chunk32(one_below)).levels.clipped is False
+
+
 def test_stereo_is_measured_as_the_mean_of_its_channels() -> None:
     x = tone(1000, 1.0, 16000, amplitude=0.4)
     lv = measure(np.stack([x, x], axis=1))
