@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -31,6 +32,8 @@ from services.health import fetch_status, verdict
 from shared.settings import MqttSettings
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+#: Exit status of a service that cannot use its model or settings (as inference's EXIT_CONFIG).
+EXIT_CONFIG = 78
 MOSQUITTO_FALLBACK = Path("/usr/sbin/mosquitto")
 #: Node ids the stack gives its services, so it can wait for each to come online.
 NODES = {"ingest": "stack-ingest", "levels": "stack-levels", "inference": "stack-inference"}
@@ -223,11 +226,15 @@ def main(argv: list[str] | None = None) -> int:
             env.setdefault("SOUNDSCAPE_DEVICES_FILE", str(Path("config/devices.toml").resolve()))
         for name, node in NODES.items():
             env[f"SOUNDSCAPE_{name.upper()}_NODE_ID"] = node
+        # One broker session per workdir: a rerun resumes it, a second stack does not steal it.
+        digest = hashlib.sha1(str(workdir).encode()).hexdigest()[:10]
+        env.setdefault("SOUNDSCAPE_INGEST_CLIENT_ID", f"stack-ingest-{digest}")
         children = build_children(args, sample)
         for child in children:
             if child.name == "capture":
                 # Capture last, once the consumers listen: the first seconds get results too.
-                wait_online(settings.model_copy(update={"port": port}), children)
+                fallback = args.backend is None and args.model is None
+                wait_online(settings.model_copy(update={"port": port}), children, env, fallback)
             child.start(env)
         if not args.no_dashboard:
             print(f"stack: dashboard on http://127.0.0.1:{args.dashboard_port}")
@@ -245,13 +252,33 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
 
 
-def wait_online(settings: MqttSettings, children: list[Child], timeout: float = 180.0) -> None:
-    """Wait until every started consumer reports online, or has exited, or `timeout` passes."""
+def wait_online(
+    settings: MqttSettings,
+    children: list[Child],
+    env: dict[str, str],
+    fallback: bool,
+    timeout: float = 180.0,
+) -> None:
+    """Wait until every started consumer reports online, or has exited, or `timeout` passes.
+
+    With `fallback`, an inference that cannot load its model (no internet for the hub's AST)
+    is started again on YAMNet, so that a demo still names what it hears.
+    """
     deadline = time.monotonic() + timeout
     waiting = {c.name: c for c in children if c.name in NODES and c.proc is not None}
     while waiting and time.monotonic() < deadline:
         for name, child in list(waiting.items()):
-            if child.proc is not None and child.proc.poll() is not None:
+            code = None if child.proc is None else child.proc.poll()
+            if code == EXIT_CONFIG and name == "inference" and fallback:
+                print(
+                    "stack: the AST model cannot be loaded here; falling back to YAMNet "
+                    "(--backend yamnet; pass --backend or --model to choose)"
+                )
+                child.argv = [*child.argv, "--backend", "yamnet"]
+                child.start(env)
+                fallback = False
+                continue
+            if code is not None:
                 del waiting[name]  # it failed at start and said why; the rest still runs
                 continue
             status = asyncio.run(fetch_status(settings, NODES[name], 1.0))
