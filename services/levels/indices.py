@@ -13,7 +13,9 @@ One amplitude spectrogram (Hann, 1024 points, 50 % overlap) feeds the spectral i
 - events: acoustic events (Towsey): envelope 3 dB above the median background for at least
   100 ms, counted.
 
-Digital silence has no spectrum to normalise: every index is then None, events 0. An index that
+Digital silence (or a constant code: a stuck or muted converter often sends -1 LSB) has no
+spectrum to normalise: every index is then None, events 0, rather than the "flat spectrum"
+maximum diversity and entropy that rounding noise would give. An index that
 comes out NaN (0/0 on degenerate input) is None, never NaN.
 """
 
@@ -72,7 +74,7 @@ def compute(job: IndicesJob) -> IndicesResult | None:
     base = {"device": job.device, "seq": job.seq, "start": job.start, "duration": job.duration}
     if len(x) < 4 * NPERSEG:
         return None
-    if not np.any(x):
+    if np.ptp(x) == 0:  # digital silence, or a stuck converter's constant code: no spectrum
         return IndicesResult(**base, events=0)  # type: ignore[arg-type]
     rate = job.rate
     nyq = rate / 2

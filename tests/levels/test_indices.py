@@ -92,6 +92,14 @@ def test_silence_is_undefined_not_nan(sounds: dict[str, IndicesResult]) -> None:
     assert IndicesResult.decode(silent.encode()) == silent
 
 
+def test_a_constant_code_is_silence_not_maximal_diversity() -> None:
+    """A muted or stuck converter sends one code (often -1 LSB): there is no spectrum, so no
+    entropy or diversity to report (maad would read its rounding noise as a flat spectrum)."""
+    stuck = indices(np.full(SECONDS * RATE, -1 / 32768))
+    assert stuck.events == 0
+    assert all(getattr(stuck, n) is None for n in ("aci", "adi", "aei", "bi", "ndsi", "ht", "hf"))
+
+
 def test_windows_are_aligned_and_need_enough_audio() -> None:
     windows = IndicesWindows("yor", length=4.0, min_coverage=0.5)
     x = white_noise(1.0, RATE, rms=0.1)
