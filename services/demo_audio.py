@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import soxr
+from scipy import signal
 
 RATE = 16000
 
@@ -36,11 +37,11 @@ def street_scene(seconds: int = 30, seed: int = 1) -> np.ndarray:
     rng = np.random.default_rng(seed)
     n = seconds * RATE
     t = np.arange(n) / RATE
-    # Traffic: low-passed noise swelling as cars pass.
-    noise = np.cumsum(rng.standard_normal(n)).astype(np.float64)
-    noise -= np.convolve(noise, np.ones(400) / 400, mode="same")
-    swell = 0.5 + 0.5 * np.sin(2 * np.pi * t / 9.0) ** 2
-    scene = 0.02 * noise / (np.abs(noise).max() + 1e-9) * swell * 4
+    # Traffic: noise low-passed at about 500 Hz, swelling as cars pass, around -30 dBFS RMS.
+    lowpass = signal.butter(2, 500, fs=RATE, output="sos")
+    rumble = signal.sosfilt(lowpass, rng.standard_normal(n))
+    swell = 0.3 + 0.7 * np.sin(np.pi * t / 9.0) ** 2
+    scene = 0.03 * swell * rumble / np.sqrt(np.mean(rumble**2))
     # Bird: 4-6 kHz chirps, eight per second for two seconds, twice.
     for start in (3.0, 17.0):
         for k in range(16):
