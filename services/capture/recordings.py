@@ -111,6 +111,19 @@ def start_time(path: PurePath, comment: str | None, mtime: float, duration: floa
     raise ValueError(f"{path}: no usable start time (name, AudioMoth comment or mtime)")
 
 
+_TRIGGERED_NAME = re.compile(r"\d{8}_\d{6}T$")
+
+
+def is_triggered(path: PurePath, comment: str | None) -> bool:
+    """True for an AudioMoth triggered recording (amplitude threshold or frequency trigger):
+    named `YYYYMMDD_HHMMSST.WAV`, its comment names the minimum trigger duration. Such a
+    file has its quiet stretches cut out (each replaced by a short marker block), so its
+    samples do not follow the clock from its start time."""
+    return bool(_TRIGGERED_NAME.search(path.stem)) or "minimum trigger duration" in (
+        comment or ""
+    )
+
+
 def is_recording(path: PurePath) -> bool:
     """True for the file types a folder replay picks up."""
     return path.suffix.lower() in AUDIO_SUFFIXES and not path.name.startswith(".")

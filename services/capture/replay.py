@@ -22,9 +22,10 @@ import soundfile as sf
 from tqdm import tqdm
 
 from shared.errors import ConfigError
+from shared.messages.audio import MAX_CHANNELS
 
 from .core import Event, FileBlock, FileStart
-from .recordings import is_recording, start_time
+from .recordings import is_recording, is_triggered, start_time
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,14 @@ def probe(path: Path) -> Recording:
     with sf.SoundFile(path) as f:
         comment = f.comment
         rate, channels, frames = f.samplerate, f.channels, f.frames
+    if channels > MAX_CHANNELS:
+        raise ValueError(f"{channels} channels; an audio chunk carries at most {MAX_CHANNELS}")
+    if is_triggered(path, comment):
+        raise ValueError(
+            "an AudioMoth triggered recording (amplitude threshold or frequency trigger): its "
+            "quiet stretches are cut out, so its samples do not follow its start time; expand "
+            "it first (AudioMoth Configuration App, or audiomoth-utils `expand`)"
+        )
     when = start_time(path, comment, path.stat().st_mtime, frames / rate)
     return Recording(path, when.start, when.origin, rate, channels, frames)
 
@@ -67,7 +76,14 @@ def scan(path: Path, counters: Counter[str] | None = None) -> list[Recording]:
     """
     counters = Counter() if counters is None else counters
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and is_recording(p))
+        # Hidden folders (.Trashes, .Spotlight-V100, ...) hold deleted or indexed copies.
+        files = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and is_recording(p)
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
     elif path.is_file():
         files = [path]
     else:

@@ -12,6 +12,8 @@ from shared.messages.window import MAX_EPOCH, MIN_EPOCH
 
 #: Longest chunk accepted: one minute.
 MAX_CHUNK_SECONDS = 60
+#: Most interleaved channels a chunk may carry.
+MAX_CHANNELS = 8
 
 
 class AudioChunk(Message):
@@ -29,7 +31,7 @@ class AudioChunk(Message):
     )
     rate: int = Field(ge=8000, le=384_000, description="Sample rate in Hz")
     width: Literal[2, 4] = Field(2, description="Bytes per sample: 2 = S16_LE, 4 = S32_LE")
-    channels: int = Field(1, ge=1, le=8, description="Interleaved channels")
+    channels: int = Field(1, ge=1, le=MAX_CHANNELS, description="Interleaved channels")
     pcm: bytes = Field(description="Raw PCM bytes (msgpack bin), little-endian signed")
 
     @model_validator(mode="after")

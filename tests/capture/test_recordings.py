@@ -10,6 +10,7 @@ import pytest
 from services.capture.recordings import (
     comment_zone,
     is_recording,
+    is_triggered,
     start_time,
     time_from_comment,
     time_from_name,
@@ -77,3 +78,11 @@ def test_preference_name_then_comment_then_mtime() -> None:
 def test_recording_suffixes() -> None:
     assert is_recording(PurePath("a.WAV")) and is_recording(PurePath("b.flac"))
     assert not is_recording(PurePath("c.mp3")) and not is_recording(PurePath(".d.wav"))
+
+
+def test_triggered_recordings_are_recognised() -> None:
+    assert is_triggered(PurePath("20250524_103000T.WAV"), None)
+    threshold = COMMENT + " Amplitude threshold was 0.1% with 2s minimum trigger duration."
+    assert is_triggered(PurePath("renamed.wav"), threshold)
+    assert not is_triggered(PurePath("20250524_103000.WAV"), COMMENT)
+    assert not is_triggered(PurePath("TEST.WAV"), None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ from shared.settings import MqttSettings
 from tests.capture.helpers import listening
 
 RATE = 16000
+COMMENT = "Recorded at 10:00:00 25/05/2025 (UTC) by AudioMoth 24F319055FDF1025 at medium gain"
 
 
 def noise(seconds: float, seed: int, channels: int = 1, rate: int = RATE) -> np.ndarray:
@@ -71,7 +73,9 @@ async def test_folder_replay_publishes_every_sample_once_at_the_named_times(
     assert last.counters.get("gaps", 0) == 0
 
 
-def test_scan_orders_by_start_time_and_skips_unreadable_files(tmp_path: Path) -> None:
+def test_scan_orders_by_start_time_and_skips_unreadable_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     folder = tmp_path / "mixed"
     (folder / "20250525").mkdir(parents=True)
     sf.write(folder / "20250525" / "060000.WAV", noise(0.1, 1), RATE)  # daily-folder firmware
@@ -84,8 +88,19 @@ def test_scan_orders_by_start_time_and_skips_unreadable_files(tmp_path: Path) ->
     os.utime(plain, (end, end))
     (folder / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really")
     (folder / "notes.txt").write_text("not audio")
+    # more channels than an audio chunk carries: skipped, not a crash mid-replay
+    sf.write(folder / "20250525_080000.WAV", noise(0.1, 4, channels=10), RATE)
+    # AudioMoth triggered recordings have their quiet stretches cut out: times would be wrong
+    sf.write(folder / "20250525_090000T.WAV", noise(0.1, 5), RATE)
+    with sf.SoundFile(folder / "20250525_100000.WAV", "w", RATE, 1, "PCM_16") as f:
+        f.comment = COMMENT + " Amplitude threshold was 10% with 1s minimum trigger duration."
+        f.write(noise(0.1, 6))
+    # a Mac's trash on the SD card: a deleted copy of a recording, not a recording
+    (folder / ".Trashes" / "501").mkdir(parents=True)
+    sf.write(folder / ".Trashes" / "501" / "20250525_060000.WAV", noise(0.1, 7), RATE)
     tally: Counter[str] = Counter()
-    found = scan(folder, tally)
+    with caplog.at_level(logging.ERROR):
+        found = scan(folder, tally)
     assert [(r.path.name, r.origin) for r in found] == [
         ("clip.flac", "comment"),
         ("060000.WAV", "name"),
@@ -93,7 +108,9 @@ def test_scan_orders_by_start_time_and_skips_unreadable_files(tmp_path: Path) ->
     ]
     assert found[0].rate == 48000 and found[0].channels == 2
     assert found[2].start == end - 1.0
-    assert tally == {"file_errors": 1}
+    assert tally == {"file_errors": 4}
+    said = caplog.text
+    assert "10 channels" in said and said.count("triggered recording") == 2
     with pytest.raises(ConfigError, match="no such file"):
         scan(tmp_path / "absent")
     (tmp_path / "empty").mkdir()
