@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from services.levels.calibrate import CalibrationError, main, sensitivity_from
-from services.levels.measure import prototype_leq
 from services.levels.core import LevelsCore
+from services.levels.measure import prototype_leq
 from shared.devices import DeviceRegistry
 from shared.messages import AudioChunk
 from tests.support.audio import tone, white_noise, write_wav

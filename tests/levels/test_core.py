@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from services.levels.app import main
-from services.levels.core import LevelsCore
+from services.levels.core import ChunkOutput, LevelsCore
 from services.levels.settings import LevelsSettings
 from shared.devices import DeviceRegistry
 from shared.errors import MessageError
@@ -104,3 +106,37 @@ def test_settings_validate_and_the_cli_refuses_bad_values(
         main(["--help"])
     assert exc.value.code == 0
     assert "--indices-seconds" in capsys.readouterr().out
+
+
+def test_calibration_moves_every_spl_metric_by_the_same_offset_and_dbfs_not_at_all(
+    registry: DeviceRegistry,
+) -> None:
+    """yor (gain 10, -38 dB/V, Vadc 2) against the defaults (25, -18, 1.25): yor's full scale is
+    20 log10(2 / 1.25) + (-18 + 25) - (-38 + 10) = 39.08 dB more pascals, in every level."""
+    offset = 20 * math.log10(2.0 / 1.25) + (-18 + 25) - (-38 + 10)
+    core = LevelsCore(registry, summary_seconds=2, indices_seconds=3600)
+    rng = np.random.default_rng(1)
+    x = (tone(300, 2.0, 16000, 0.3) * (1 + 0.5 * np.sin(np.arange(32000) / 3000))).astype(
+        np.float32
+    ) + 0.01 * rng.standard_normal(32000).astype(np.float32)
+    outs: dict[str, list[ChunkOutput]] = {}
+    summaries = {}
+    for dev in ("yor", "elsewhere"):
+        parts = np.split(x, 2)
+        outs[dev] = [
+            core.process(AudioChunk.from_float(dev, s, T0 + s, 16000, parts[s])) for s in range(2)
+        ]
+        (summaries[dev],) = [s for f in core.flush_all() if f.device == dev for s in f.summaries]
+    cal, dflt = outs["yor"][1], outs["elsewhere"][1]
+    for name in ("leq_db", "laeq_db", "lceq_db", "peak_db"):
+        assert getattr(cal.levels, name) - getattr(dflt.levels, name) == pytest.approx(
+            offset, abs=1e-3
+        ), name
+    assert cal.lafmax_db - dflt.lafmax_db == pytest.approx(offset, abs=1e-3)
+    assert cal.levels.bands and dflt.levels.bands
+    for band, value in cal.levels.bands.items():
+        assert value - dflt.levels.bands[band] == pytest.approx(offset, abs=1e-3), band
+    assert cal.levels.dbfs == dflt.levels.dbfs  # re full scale: no calibration in it
+    for name in ("laeq_db", "lamax_db", "lamin_db", "l10_db", "l50_db", "l90_db"):
+        got = getattr(summaries["yor"], name) - getattr(summaries["elsewhere"], name)
+        assert got == pytest.approx(offset, abs=1e-3), name
