@@ -119,9 +119,7 @@ def is_triggered(path: PurePath, comment: str | None) -> bool:
     named `YYYYMMDD_HHMMSST.WAV`, its comment names the minimum trigger duration. Such a
     file has its quiet stretches cut out (each replaced by a short marker block), so its
     samples do not follow the clock from its start time."""
-    return bool(_TRIGGERED_NAME.search(path.stem)) or "minimum trigger duration" in (
-        comment or ""
-    )
+    return bool(_TRIGGERED_NAME.search(path.stem)) or "minimum trigger duration" in (comment or "")
 
 
 def is_recording(path: PurePath) -> bool:

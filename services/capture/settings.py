@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Literal, Self
 
@@ -92,6 +93,14 @@ class CaptureSettings(BaseSettings):
             raise ValueError("the file source needs a path (--path or SOUNDSCAPE_CAPTURE_PATH)")
         if self.retry_max < self.retry_min:
             raise ValueError("retry_max must be >= retry_min")
+        try:
+            command = shlex.split(self.arecord)
+        except ValueError as exc:
+            raise ValueError(
+                f"arecord {self.arecord!r} cannot be split into a command: {exc}"
+            ) from None
+        if not command:
+            raise ValueError("arecord must name a command")
         return self
 
     @property

@@ -73,6 +73,8 @@ def test_cli_options_override_the_environment(monkeypatch: pytest.MonkeyPatch) -
         (["--device-id", "x", "--chunk-seconds", "0.00001"], "whole number of samples"),
         (["--device-id", "x", "--rate", "1000"], "rate"),
         (["--device-id", "x", "--source", "file", "--path", "/nonexistent/sd"], "no such file"),
+        (["--device-id", "x", "--arecord", '"unbalanced'], "cannot be split"),
+        (["--device-id", "x", "--arecord", " "], "must name a command"),
     ],
 )
 def test_bad_settings_exit_2_with_the_reason(
