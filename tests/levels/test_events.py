@@ -101,3 +101,13 @@ def test_every_device_is_separate_and_history_is_bounded() -> None:
     for s in range(10):
         lk.on_labels(labels(s, ("X", 0.1)))
     assert len(lk._labels["yor"].windows) == 3
+
+
+def test_labels_arriving_out_of_order_still_release_the_event() -> None:
+    lk = linker(wait=60.0)
+    feed(lk, [70, 70, 70, 50], now=0.0)
+    lk.on_labels(labels(2, ("Dog", 0.7)))  # the last window first
+    lk.on_labels(labels(0, ("Dog", 0.5)))
+    assert lk._labels["yor"].latest_end() == T0 + 3
+    (ev,) = lk.due(now=1.0)
+    assert [c.label for c in ev.classes] == ["Dog"]
