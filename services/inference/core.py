@@ -5,8 +5,9 @@ No I/O here: the adapter (`service.py`) feeds chunks in and publishes what comes
     AudioChunk --WindowAssembler--> Window --WindowQueue--> batch --classify()--> LabelsResult
 
 - `WindowAssembler` joins consecutive chunks of one device into windows of any length and
-  hop. A gap in the sequence numbers resets that device's assembly (the partial window is
-  discarded) and is counted: audio is QoS 0, so losses are expected and made visible.
+  hop. A gap in the sequence numbers, or in time (capture keeps seq contiguous across a gap
+  in its audio), resets that device's assembly (the partial window is discarded) and is
+  counted: audio is QoS 0, so losses are expected and made visible.
 - `WindowQueue` holds windows waiting for the model; when full it drops the oldest.
 - `classify()` runs a `Classifier` on a batch and turns each score vector into a
   `LabelsResult` (top-k labels, `speech_present` from the full vector).
@@ -49,10 +50,20 @@ class _Mark:
     start: float
 
 
+#: Largest difference between a chunk's start and the end of the chunk before it that is
+#: still continuous audio, s. Capture's starts follow from sample counts (float rounding
+#: only); its own discontinuities (lost samples, clock steps, resyncs) are >= 0.25 s.
+CONTINUITY_TOLERANCE_S = 0.02
+#: How far below the expected sequence number a chunk that is not new audio (earlier in
+#: time) counts as a duplicate or a late arrival, dropped, rather than as capture restarting.
+LATE_SEQ = 8
+
+
 @dataclass(slots=True)
 class _DeviceState:
     rate: int
     next_seq: int
+    end: float  #: time just after the last sample received, Unix seconds
     buffer: np.ndarray
     marks: list[_Mark] = field(default_factory=list)
     skip: int = 0  #: samples still to discard before the next window (hop > window)
@@ -61,9 +72,11 @@ class _DeviceState:
 class WindowAssembler:
     """Cuts each device's stream of chunks into windows of `window_s`, every `hop_s` seconds.
 
-    Windows never span a gap: a missing sequence number discards the partial window. A
-    sequence number lower than expected (capture restarted) or a change of sample rate also
-    starts afresh.
+    Windows never span a gap: a missing sequence number, or a chunk that does not start
+    where the previous one ended (capture keeps seq contiguous across lost samples and clock
+    steps), discards the partial window. A sequence number of 0 or far lower than expected
+    (capture restarted) or a change of sample rate also starts afresh. A chunk just below the
+    expected number that lies in the past (delivered twice, or late) is dropped and counted.
     """
 
     def __init__(self, window_s: float, hop_s: float | None = None, max_devices: int = 1_000):
@@ -78,6 +91,8 @@ class WindowAssembler:
     def add(self, chunk: AudioChunk) -> list[Window]:
         """Take one chunk; return the windows it completes (often one, maybe none or many)."""
         state = self._state_for(chunk)
+        if state is None:
+            return []
         samples = chunk.mono()
         if state.skip:
             cut = min(state.skip, len(samples))
@@ -88,20 +103,34 @@ class WindowAssembler:
             state.marks.append(_Mark(len(state.buffer), chunk.seq, chunk.start))
         state.buffer = np.concatenate([state.buffer, samples]) if len(state.buffer) else samples
         state.next_seq = chunk.seq + 1
+        state.end = chunk.end
         return self._cut(chunk.device, state)
 
-    def _state_for(self, chunk: AudioChunk) -> _DeviceState:
+    def _state_for(self, chunk: AudioChunk) -> _DeviceState | None:
+        """The device's assembly to add `chunk` to (a fresh one after a break); None when the
+        chunk is a duplicate or late and must be dropped."""
         state = self._devices.get(chunk.device)
         if state is not None:
             self._devices.move_to_end(chunk.device)
-            if chunk.seq == state.next_seq and chunk.rate == state.rate:
-                return state
-            if chunk.seq > state.next_seq and chunk.rate == state.rate:
+            if chunk.rate != state.rate:
+                self.counters["restarts"] += 1
+            elif chunk.seq == state.next_seq:
+                if abs(chunk.start - state.end) <= CONTINUITY_TOLERANCE_S:
+                    return state
+                self.counters["discontinuities"] += 1
+            elif chunk.seq > state.next_seq:
                 self.counters["gaps"] += 1
                 self.counters["missing_chunks"] += chunk.seq - state.next_seq
+            elif (
+                chunk.seq > 0
+                and chunk.seq >= state.next_seq - LATE_SEQ
+                and chunk.start < state.end - CONTINUITY_TOLERANCE_S
+            ):
+                self.counters["late_chunks"] += 1
+                return None
             else:
                 self.counters["restarts"] += 1
-        fresh = _DeviceState(chunk.rate, chunk.seq, np.zeros(0, np.float32))
+        fresh = _DeviceState(chunk.rate, chunk.seq, chunk.start, np.zeros(0, np.float32))
         self._devices[chunk.device] = fresh
         if len(self._devices) > self.max_devices:
             self._devices.popitem(last=False)

@@ -100,6 +100,42 @@ def test_capture_restart_and_rate_change_start_afresh() -> None:
     assert asm.counters["gaps"] == 0
 
 
+def test_a_time_jump_with_contiguous_seq_starts_afresh() -> None:
+    """Capture keeps seq contiguous across a gap in its audio (an xrun, a clock step, an
+    arecord restart): it ends the segment with a short chunk and starts the next chunk at
+    the new time. A window must not join the audio on both sides of that jump."""
+    asm = WindowAssembler(1.0)
+    windows = asm.add(chunk("yor", 0, ramp(RATE)))
+    windows += asm.add(chunk("yor", 1, ramp(4_800, RATE), start=T0 + 1))  # 0.3 s, then a gap
+    windows += asm.add(chunk("yor", 2, ramp(RATE, 2 * RATE), start=T0 + 6))
+    windows += asm.add(chunk("yor", 3, ramp(RATE, 3 * RATE), start=T0 + 7))
+    assert [(w.seq, w.start) for w in windows] == [(0, T0), (2, T0 + 6), (3, T0 + 7)]
+    assert sample_index(windows[1].samples)[0] == (2 * RATE) % 30000
+    assert asm.counters["discontinuities"] == 1
+    assert asm.counters["gaps"] == 0 and asm.counters["restarts"] == 0
+    long = WindowAssembler(3.0)
+    got = feed(long, "yor", [0, 1])
+    got += long.add(chunk("yor", 2, ramp(RATE, 2 * RATE), start=T0 + 2.5))  # 0.5 s jump
+    for seq in (3, 4):
+        got += long.add(chunk("yor", seq, ramp(RATE, seq * RATE), start=T0 + seq + 0.5))
+    assert [(w.seq, w.start) for w in got] == [(2, T0 + 2.5)]  # not (0, T0) across the jump
+    assert long.counters["discontinuities"] == 1
+
+
+def test_duplicate_and_late_chunks_are_dropped_not_a_restart() -> None:
+    asm = WindowAssembler(2.0)
+    windows = feed(asm, "yor", [0, 1, 2])
+    windows += feed(asm, "yor", [2, 1])  # a chunk delivered twice, one late
+    windows += feed(asm, "yor", [3, 4, 5])
+    assert [w.seq for w in windows] == [0, 2, 4]
+    assert asm.counters["late_chunks"] == 2
+    assert asm.counters["restarts"] == 0 and asm.counters["gaps"] == 0
+    # seq 0 is always a new run of capture, whatever its time says (a clock behind)
+    again = asm.add(chunk("yor", 0, ramp(RATE), start=T0 + 1))
+    again += asm.add(chunk("yor", 1, ramp(RATE, RATE), start=T0 + 2))
+    assert [w.seq for w in again] == [0] and asm.counters["restarts"] == 1
+
+
 def test_devices_are_assembled_independently() -> None:
     asm = WindowAssembler(2.0)
     windows: list[Window] = []
