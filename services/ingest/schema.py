@@ -15,11 +15,17 @@ EPOCH = "double precision"
 
 @dataclass(frozen=True, slots=True)
 class Table:
-    """One results table: its columns (name, SQL type) as staged, and its conflict key."""
+    """One results table: its columns (name, SQL type) as staged, and its conflict key.
+
+    `message_key`: the columns naming one message, when a message becomes several rows (the
+    labels of one window): rows of a message whose window is already stored are skipped as a
+    whole, so a window classified twice keeps one label set, never a mix of both.
+    """
 
     name: str
     columns: tuple[tuple[str, str], ...]
     key: tuple[str, ...]
+    message_key: tuple[str, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -46,14 +52,24 @@ class Table:
         Parameters: sync_id, sync_time. The conflict target is explicit so that any other
         constraint violation still raises instead of being silently skipped.
         """
-        exprs = ", ".join(
-            f"to_timestamp({name})" if name == "window_start" else name for name in self.names
-        )
+        exprs = ", ".join(_value(f"s.{name}", name) for name in self.names)
+        where = ""
+        if self.message_key:
+            # Reads only key columns: the writer role may SELECT nothing else.
+            same = " AND ".join(
+                f"t.{name} = {_value(f's.{name}', name)}" for name in self.message_key
+            )
+            where = f" WHERE NOT EXISTS (SELECT 1 FROM {self.name} t WHERE {same})"
         return (
             f"INSERT INTO {self.name} ({', '.join(self.names)}, sync_id, sync_time) "
-            f"SELECT {exprs}, %s, %s FROM {self.staging} "
+            f"SELECT {exprs}, %s, %s FROM {self.staging} s{where} "
             f"ON CONFLICT ({', '.join(self.key)}) DO NOTHING"
         )
+
+
+def _value(expr: str, name: str) -> str:
+    """A staged column as the table stores it (window_start: Unix seconds -> timestamptz)."""
+    return f"to_timestamp({expr})" if name == "window_start" else expr
 
 
 _WINDOW = (("device", "text"), ("window_start", EPOCH), ("window_seq", "bigint"))
@@ -73,6 +89,7 @@ TABLES: dict[str, Table] = {
             ("inference_ms", "real"),
         ),
         ("device", "window_start", "model", "label"),
+        message_key=("device", "window_start", "model"),
     ),
     "levels": Table(
         "levels",

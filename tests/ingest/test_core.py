@@ -42,6 +42,8 @@ def test_every_result_kind_has_a_table_whose_key_is_among_its_columns() -> None:
     for table in TABLES.values():
         assert set(table.key) <= set(table.names)
         assert {"device", "window_start"} <= set(table.key)
+        # the writer role may read key columns only
+        assert set(table.message_key) <= set(table.key)
 
 
 @pytest.mark.parametrize("msg", every_kind(7), ids=lambda m: m.LEAF)
@@ -222,7 +224,7 @@ def test_roles_sql_grants_insert_and_key_columns_only_to_the_writer() -> None:
 def test_staging_sql_declares_columns_and_converts_the_window_start() -> None:
     table = TABLES["levels"]
     assert "LIKE" not in table.create_staging()
-    assert "to_timestamp(window_start)" in table.insert()
+    assert "to_timestamp(s.window_start)" in table.insert()
     assert "ON CONFLICT (device, window_start) DO NOTHING" in table.insert()
 
 

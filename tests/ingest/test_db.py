@@ -19,7 +19,7 @@ from services.ingest.schema import TABLES
 from services.ingest.spool import Spool
 from services.ingest.sync import Syncer
 from shared.devices import Device, DeviceRegistry
-from shared.messages import Calibration
+from shared.messages import Calibration, LabelScore
 from tests.ingest.helpers import T0, as_results, count, every_kind, labels, level, rows, ts
 from tests.support.servers import free_port
 
@@ -152,6 +152,25 @@ def test_replaying_the_same_results_stores_them_once(schema: str, tmp_path: Path
     assert (report.results, report.inserted, report.offered) == (40, 0, 80)
     assert count(schema, "detections") == 60
     assert count(schema, "levels") == 20
+
+
+def test_a_window_classified_twice_keeps_one_label_set(schema: str, tmp_path: Path) -> None:
+    """Same window, same model, different top-k (a re-run, a second inference): the labels
+    of one message are stored, never a mix of both (6 rows, two of rank 1...)."""
+    spool = Spool(tmp_path / "s.sqlite3", 1000)
+    sync = syncer(spool, schema)
+    first = labels(0)
+    other = first.model_copy(
+        update={"labels": [LabelScore(label=n, score=0.5) for n in ("Speech", "Car", "Wind")]}
+    )
+    spool.put(as_results([first]))
+    sync.sync()
+    spool.put(as_results([other, labels(1)]))
+    report = sync.sync()
+    assert report.inserted == 3  # window 1 only
+    got = rows(schema, "SELECT label, rank FROM detections WHERE window_seq = 0 ORDER BY rank")
+    assert got == [("Speech", 1), ("Hum", 2), ("Bird", 3)]
+    assert count(schema, "detections") == 6
 
 
 def test_a_crash_between_commit_and_spool_delete_stores_nothing_twice(
