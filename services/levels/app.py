@@ -82,6 +82,8 @@ class LevelsService:
             counters=self.counters,
         )
         self.chunks: asyncio.Queue[tuple[AudioChunk, float]] = asyncio.Queue(settings.queue_size)
+        self.queued_bytes = 0  # PCM bytes in `chunks`
+        self.max_queued_bytes = int(settings.queue_megabytes * 1e6)
         self.jobs: asyncio.Queue[IndicesJob] = asyncio.Queue(INDICES_QUEUE)
 
     def counters(self) -> dict[str, int]:
@@ -118,16 +120,22 @@ class LevelsService:
             self.reject(msg.topic, str(exc))
 
     def _enqueue(self, chunk: AudioChunk) -> None:
+        size = len(chunk.pcm)
         try:
+            if self.queued_bytes + size > self.max_queued_bytes and not self.chunks.empty():
+                raise asyncio.QueueFull
             self.chunks.put_nowait((chunk, time.monotonic()))
         except asyncio.QueueFull:
             self.stats["dropped"] += 1
             if self.stats["dropped"] % 100 == 1:
                 log.warning(
-                    "measurement queue full (%d chunks): dropped %d chunks so far",
-                    self.settings.queue_size,
+                    "measurement queue full (%d chunks, %.1f MB): dropped %d chunks so far",
+                    self.chunks.qsize(),
+                    self.queued_bytes / 1e6,
                     self.stats["dropped"],
                 )
+        else:
+            self.queued_bytes += size
 
     # --- outgoing -----------------------------------------------------------------------------
     def _publish(self, msg: Message, counter: str) -> None:
@@ -196,6 +204,7 @@ class LevelsService:
                         item = await self.chunks.get()
                 if item is not None:
                     chunk, received = item
+                    self.queued_bytes -= len(chunk.pcm)
                     try:
                         out = await self._offload(
                             functools.partial(self.core.process, chunk, received)

@@ -84,6 +84,12 @@ class LevelsSettings(BaseSettings):
     queue_size: int = Field(
         600, ge=1, le=100_000, description="Audio chunks waiting to be measured; beyond, dropped"
     )
+    queue_megabytes: float = Field(
+        256.0,
+        gt=0,
+        description="Most PCM, MB, waiting to be measured (bounds the queue when chunks are "
+        "large: high rates, many channels); beyond, chunks are dropped",
+    )
     idle_seconds: float = Field(
         30.0,
         gt=0,

@@ -304,3 +304,23 @@ async def test_the_command_runs_and_stops_cleanly(
             await proc.wait()
     text = log.read_text()
     assert "Traceback" not in text, text
+
+
+async def test_the_measurement_queue_is_bounded_in_bytes_too(mqtt_settings: MqttSettings) -> None:
+    """Large chunks (48 kHz, 2 channels, S32_LE: 384 kB a second) fill the byte budget long
+    before `queue_size` chunks; what is over it is dropped and counted, not held in memory."""
+    settings = LevelsSettings(node_id="levels-test", queue_size=600, queue_megabytes=1.0)
+    svc = LevelsService(settings, mqtt_settings, DeviceRegistry())
+    big = AudioChunk(
+        device="yor", seq=0, start=T0, rate=48000, width=4, channels=2, pcm=b"\x00" * 384_000
+    )
+    for _ in range(5):
+        svc._enqueue(big)
+    assert svc.chunks.qsize() == 2 and svc.stats["dropped"] == 3
+    assert svc.queued_bytes == 2 * 384_000
+    # A single chunk over the whole budget is still measured when nothing else waits.
+    lone = LevelsService(
+        LevelsSettings(node_id="levels-test", queue_megabytes=0.1), mqtt_settings, DeviceRegistry()
+    )
+    lone._enqueue(big)
+    assert lone.chunks.qsize() == 1 and lone.stats["dropped"] == 0
