@@ -21,6 +21,9 @@ MEL_MAX_HZ = 7500.0
 LOG_OFFSET = 0.001
 PATCH_FRAMES = 96  #: 0.96 s
 PATCH_HOP_FRAMES = 48  #: 0.48 s
+#: Frames past the last patch that are left out rather than covered by one more patch, set
+#: at the end (a 1 s window's last 2 frames, 25 ms, are not worth twice the work).
+MAX_UNCOVERED_FRAMES = 10
 
 
 def hertz_to_mel(freq: np.ndarray | float) -> np.ndarray:
@@ -66,13 +69,16 @@ def log_mel(samples: np.ndarray) -> np.ndarray:
 def patches(samples: np.ndarray) -> np.ndarray:
     """(n, 1, 96, 64) float32 patches covering the samples, every 0.48 s.
 
-    A window shorter than one patch is padded with silence (log of the offset); the tail
-    after the last whole patch is left out (at most 0.47 s, covered by the next window when
-    windows are consecutive).
+    A window shorter than one patch is padded with silence (log of the offset). When more
+    than `MAX_UNCOVERED_FRAMES` frames are left after the last patch, one more patch ends at
+    the window's end (YAMNet itself pads the audio with silence for that): the next window
+    does not start there, so a sound in that tail would otherwise never be seen.
     """
     spec = log_mel(samples)
     if len(spec) < PATCH_FRAMES:
         pad = np.full((PATCH_FRAMES - len(spec), MEL_BANDS), np.log(LOG_OFFSET), np.float32)
         spec = np.vstack([spec, pad])
-    starts = range(0, len(spec) - PATCH_FRAMES + 1, PATCH_HOP_FRAMES)
+    starts = list(range(0, len(spec) - PATCH_FRAMES + 1, PATCH_HOP_FRAMES))
+    if len(spec) - (starts[-1] + PATCH_FRAMES) > MAX_UNCOVERED_FRAMES:
+        starts.append(len(spec) - PATCH_FRAMES)
     return np.stack([spec[s : s + PATCH_FRAMES] for s in starts])[:, None].astype(np.float32)

@@ -115,3 +115,13 @@ def test_patches_of_96_frames_every_48() -> None:
     assert np.array_equal(yf.patches(white_noise(2.0))[1, 0], long[48:144])
     with pytest.raises(ValueError):
         yf.log_mel(np.zeros((10, 2), np.float32))
+
+
+def test_patches_cover_the_end_of_the_window() -> None:
+    x = white_noise(1.4)  # 138 frames: patches every 48 from the start would leave 0.42 s
+    spec = yf.log_mel(x)
+    got = yf.patches(x)
+    assert got.shape == (2, 1, 96, 64)
+    assert np.array_equal(got[0, 0], spec[:96]) and np.array_equal(got[1, 0], spec[-96:])
+    # 1 s (98 frames): the last 25 ms past one patch are not worth a second patch
+    assert yf.patches(white_noise(1.0)).shape == (1, 1, 96, 64)

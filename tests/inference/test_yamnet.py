@@ -50,6 +50,15 @@ def test_a_1khz_tone_is_a_sine_wave(yamnet: YamNet) -> None:
     assert top3(yamnet, np.zeros(16_000, np.float32))[0] == "Silence"
 
 
+def test_a_sound_at_the_end_of_a_window_is_heard(yamnet: YamNet) -> None:
+    """A 1.45 s window whose last 0.45 s holds a tone: a patch every 0.48 s from the start
+    sees only the silence; the patch set at the window's end hears the (short) tone."""
+    window = np.concatenate([np.zeros(16_000, np.float32), tone(1000, 0.45)])
+    scores = yamnet.scores([window])[0]
+    tonal = ("Sine wave", "Dial tone", "Beep, bleep", "Busy signal")
+    assert max(scores[yamnet.labels.index(name)] for name in tonal) > 0.5
+
+
 def test_batches_and_long_windows(yamnet: YamNet) -> None:
     windows = [tone(1000, 1.0), white_noise(1.0), np.zeros(16_000, np.float32), tone(1000, 3.0)]
     batch = yamnet.scores(windows)
