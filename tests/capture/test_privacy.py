@@ -13,6 +13,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +59,10 @@ def holding(paths: list[Path], needles: list[bytes]) -> list[Path]:
 
 
 async def run_service(
-    args: list[str], cwd: Path, env: dict[str, str], stop_after: float | None
+    args: list[str], cwd: Path, env: dict[str, str], stop_when: Awaitable[object] | None
 ) -> tuple[int | None, str]:
+    """Run capture as a process until it exits, or (with `stop_when`) until that is done and
+    a SIGTERM stopped it; its exit status and output."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -70,10 +73,19 @@ async def run_service(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    if stop_after is not None:
-        await asyncio.sleep(stop_after)
-        proc.send_signal(signal.SIGTERM)
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    try:
+        async with asyncio.timeout(60):
+            output = asyncio.ensure_future(proc.communicate())
+            if stop_when is not None:
+                ready = asyncio.ensure_future(stop_when)
+                await asyncio.wait({ready, output}, return_when=asyncio.FIRST_COMPLETED)
+                ready.cancel()
+                proc.send_signal(signal.SIGTERM)
+            out, _ = await output
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
     return proc.returncode, out.decode(errors="replace")
 
 
@@ -100,11 +112,13 @@ async def test_no_audio_reaches_the_disk(tmp_path: Path, mqtt_settings: MqttSett
     async with listening(mqtt_settings, "priv") as got:
         arecord = fake_arecord("--signal", "hash")
         live = ["--device-id", "priv", "--arecord", arecord, "--chunk-seconds", "0.5"]
-        code, log = await run_service(live, work, env, stop_after=2.5)
+        # its audio on the broker shows the service running, its signal handlers set
+        seen = got.wait(lambda g: len(g.chunks) >= 3, limit_s=50)
+        code, log = await run_service(live, work, env, stop_when=seen)
         assert code == 0, log
         n_live = len(got.chunks)
         replay = ["--device-id", "priv", "--source", "file", "--path", str(sd), "--fast"]
-        code, log = await run_service(replay, work, env, stop_after=None)
+        code, log = await run_service(replay, work, env, stop_when=None)
         assert code == 0, log
         await got.wait(lambda g: len(g.chunks) >= n_live + 3)
     assert n_live >= 2
