@@ -220,7 +220,10 @@ class Ingest:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self.mqtt.status_interval)
-            self.link.publish_status(self.status("online"))
+            # Not while the link is down: paho would queue every heartbeat (no bound) and send
+            # them all, stale, on reconnect; the link says `online` itself once subscribed.
+            if self.link.connected.is_set():
+                self.link.publish_status(self.status("online"))
 
 
 def _nothing() -> None:

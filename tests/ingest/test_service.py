@@ -35,7 +35,7 @@ from tests.ingest.helpers import (
     wait_for,
     wait_online,
 )
-from tests.support.servers import process
+from tests.support.servers import free_port, process
 
 pytestmark = pytest.mark.integration
 
@@ -98,6 +98,8 @@ async def test_every_kind_is_stored_and_hostile_payloads_are_counted(
         await until("every result stored", lambda: count(database, "levels") == 10)
         await until("labels stored", lambda: count(database, "detections") == 30)
         await until("all rejected", lambda: ingest.stats.snapshot().get("rejected") == 7)
+        # rejections are counted before the batch is spooled and acknowledged: wait for that
+        await until("all acknowledged", lambda: ingest.stats.snapshot().get("acked") == 57)
         counters = ingest.stats.snapshot()
         status = ingest.status("online")
     for table in ("level_summaries", "indices", "noise_events"):
@@ -278,3 +280,22 @@ async def test_results_published_twice_through_the_broker_are_stored_once(
     # Offered again unless the spool still held the first copy (then it was never offered).
     ((stored, offered),) = rows(database, "SELECT sum(rows)::int, sum(offered)::int FROM syncs")
     assert stored == 30 and 30 <= offered <= 60  # type: ignore[operator]
+
+
+async def test_no_status_is_queued_while_the_broker_is_away(tmp_path: Path) -> None:
+    """paho queues QoS 1 publishes while disconnected, without bound, and sends them all on
+    reconnect (stale `online` before the subscriptions are back): heartbeats wait for a link."""
+    away = MqttSettings(
+        host="127.0.0.1", port=free_port(), topic_prefix="away", status_interval=0.05
+    )
+    s = settings(tmp_path, f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere")
+    stop = asyncio.Event()
+    ingest = Ingest(s, away, DeviceRegistry())
+    sent: list[str] = []
+    ingest.link.publish_status = lambda status: sent.append(status.state)  # type: ignore[method-assign,assignment,return-value]
+    task = asyncio.create_task(ingest.run(stop))
+    await until("sync attempts", lambda: ingest.stats.snapshot().get("sync_failures", 0) >= 1)
+    await asyncio.sleep(0.5)  # ten heartbeat intervals
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    assert sent == []
