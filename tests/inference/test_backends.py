@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.inference.backends import ModelUnavailable, load_classifier
+from services.inference.backends import ModelUnavailable, hub_reachable, load_classifier
 from services.inference.backends.ast_onnx import OnnxAST
 from services.inference.backends.ast_torch import TransformersAST
 from services.inference.export import main as export_main
@@ -212,3 +213,21 @@ def test_an_unreachable_hub_fails_fast_with_the_hint(monkeypatch: pytest.MonkeyP
     with pytest.raises(ModelUnavailable, match="SOUNDSCAPE_INFERENCE_MODEL"):
         load_classifier(settings)
     assert time.monotonic() - started < 10
+
+
+def test_the_hub_probe_goes_through_the_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind a proxy (HTTPS_PROXY, as the hub client honours it) the hub itself may not be
+    reachable directly: the probe asks the proxy, unless NO_PROXY exempts the hub."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    hub = "https://hub.example.invalid"  # not resolvable: only the proxy can get there
+    with socket.socket() as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen()
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        assert hub_reachable(hub, 2)
+        monkeypatch.setenv("NO_PROXY", "hub.example.invalid")
+        assert not hub_reachable(hub, 2)
+    monkeypatch.delenv("NO_PROXY")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{free_port()}")  # a dead proxy
+    assert not hub_reachable(hub, 2)

@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import urllib.request
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from services.inference.settings import InferenceSettings
 from shared.contracts import Classifier
@@ -50,14 +51,30 @@ def hub_offline(settings: InferenceSettings) -> bool:
 
 
 def hub_reachable(endpoint: str, timeout: float) -> bool:
-    """True when a TCP connection to the hub `endpoint` (a URL) opens within `timeout` s."""
+    """True when a TCP connection to the hub `endpoint` (a URL) opens within `timeout` s;
+    to its proxy instead when one is configured for it (`HTTPS_PROXY`, not in `NO_PROXY`),
+    as the hub client would connect (the hub itself may be unreachable but for the proxy)."""
     url = urlsplit(endpoint)
-    port = url.port or (443 if url.scheme == "https" else 80)
+    address = _proxy_for(url) or (url.hostname or "", url.port or _default_port(url.scheme))
     try:
-        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+        with socket.create_connection(address, timeout=timeout):
             return True
     except OSError:
         return False
+
+
+def _default_port(scheme: str) -> int:
+    return {"https": 443, "socks5": 1080, "socks5h": 1080}.get(scheme, 80)
+
+
+def _proxy_for(url: SplitResult) -> tuple[str, int] | None:
+    """(host, port) of the proxy the environment sets for `url`, or None."""
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(url.hostname or ""):
+        return None
+    where = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    return where.hostname or "", where.port or _default_port(where.scheme)
 
 
 def model_hint(settings: InferenceSettings, reason: str) -> str:
