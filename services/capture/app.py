@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: File replay waits while more messages than this wait in the outbox.
 REPLAY_OUTBOX_HIGH = 64
+#: Outbox room beyond `outbox_seconds` of chunks, for statuses (few are queued offline).
+STATUS_ROOM = 4
 
 
 class Source(Protocol):
@@ -92,9 +95,14 @@ def make_source(settings: CaptureSettings, health: Health, replay: Replay | None
 
 
 def make_bus(settings: CaptureSettings, mqtt: MqttSettings) -> MqttBus:
-    """A bus whose outbox holds `outbox_seconds` of audio."""
-    chunks = int(settings.outbox_seconds / settings.chunk_seconds) + 100
-    return MqttBus(mqtt, node=settings.device_id, service="capture", outbox_size=chunks)
+    """A bus whose outbox holds `outbox_seconds` of audio (at least one chunk); a replay's
+    never overflows (it waits above REPLAY_OUTBOX_HIGH, and one read adds at most a second)."""
+    chunks = max(1, math.ceil(settings.outbox_seconds / settings.chunk_seconds - 1e-9))
+    if settings.source == "file":
+        chunks = max(chunks, REPLAY_OUTBOX_HIGH + math.ceil(1 / settings.chunk_seconds) + 2)
+    return MqttBus(
+        mqtt, node=settings.device_id, service="capture", outbox_size=chunks + STATUS_ROOM
+    )
 
 
 async def capture(

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from services.capture.app import _settings, build_parser, main, run
+from services.capture.app import STATUS_ROOM, _settings, build_parser, main, make_bus, run
 from services.capture.settings import CaptureSettings
 from services.capture.synthetic import synthetic_pcm
 from services.cli import main as cli_main
@@ -122,11 +122,19 @@ async def test_synthetic_source_streams_demo_audio(mqtt_settings: MqttSettings) 
 @pytest.mark.integration
 async def test_replay_waits_for_a_broker_that_comes_up_late(tmp_path: Path, prefix: str) -> None:
     path = tmp_path / "20250524_103000.WAV"
-    data = np.random.default_rng(5).integers(-9999, 9999, 40000, dtype=np.int16)
+    data = np.random.default_rng(5).integers(-9999, 9999, 160_000, dtype=np.int16)
     sf.write(path, data, 16000, subtype="PCM_16")
     port = servers.free_port()
     mqtt = MqttSettings(port=port, topic_prefix=prefix, reconnect_min=0.05, reconnect_max=0.2)
-    settings = CaptureSettings(device_id="late", source="file", path=path, fast=True)
+    # 100 chunks, more than the outbox holds: the replay waits for room, it never drops
+    settings = CaptureSettings(
+        device_id="late",
+        source="file",
+        path=path,
+        fast=True,
+        chunk_seconds=0.1,
+        outbox_seconds=1.0,
+    )
     replay = asyncio.create_task(run(settings, mqtt))
     await asyncio.sleep(0.5)  # the replay is read, the broker is still down
     broker = servers.start_mosquitto(tmp_path / "broker", port=port)
@@ -136,7 +144,8 @@ async def test_replay_waits_for_a_broker_that_comes_up_late(tmp_path: Path, pref
             assert await asyncio.wait_for(replay, 20) == 0
             await got.wait(lambda g: g.capture_status("offline"))
         status = got.capture_status("offline")[-1]
-        assert status.counters["chunks"] == 3 and status.counters["samples"] == 40000
+        assert status.counters["chunks"] == 100 and status.counters["samples"] == 160_000
+        assert status.counters.get("outbox_dropped", 0) == 0
     finally:
         broker.stop()
 
@@ -183,3 +192,13 @@ async def test_a_replay_stopped_before_the_broker_took_it_exits_1(
             await proc.wait()
     assert code == 1, "".join(said)
     assert "replay stopped before every chunk reached the broker" in "".join(said)
+
+
+def test_the_outbox_holds_outbox_seconds_of_audio() -> None:
+    """Memory stays bounded by the setting, whatever the chunk length (statuses aside)."""
+    mqtt = MqttSettings()
+    live = CaptureSettings(device_id="m", chunk_seconds=60, outbox_seconds=600)
+    assert make_bus(live, mqtt).outbox_size == 10 + STATUS_ROOM
+    short = CaptureSettings(device_id="m", chunk_seconds=0.25, outbox_seconds=30)
+    assert make_bus(short, mqtt).outbox_size == 120 + STATUS_ROOM
+    assert make_bus(CaptureSettings(device_id="m"), mqtt).outbox_size == 600 + STATUS_ROOM
