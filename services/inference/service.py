@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from services.inference.core import (
@@ -32,8 +33,12 @@ from shared.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 
-#: Seconds between two warnings about dropped windows (each drop is counted regardless).
+#: Seconds between two warnings about dropped windows or failed batches (each is counted
+#: regardless); also how long after the last drop the status stays `degraded`.
 DROP_LOG_INTERVAL = 10.0
+
+#: Sets the service's health in its retained status: (state, detail).
+Health = Callable[[str, str | None], None]
 
 
 def audio_subscriptions(settings: InferenceSettings, prefix: str) -> list[Subscription]:
@@ -57,8 +62,10 @@ class InferenceService:
         classifier: Classifier,
         prefix: str,
         publisher: Publisher | None = None,
+        health: Health | None = None,
     ):
         self.settings = settings
+        self.health = health
         self.classifier = classifier
         self.prefix = prefix
         self.publisher = publisher
@@ -82,6 +89,9 @@ class InferenceService:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="inference-model")
         self._last_drop_log = float("-inf")
         self._drops_logged = 0
+        self._last_drop = float("-inf")
+        self._last_fail_log = float("-inf")
+        self._failing = False
 
     # --- input ------------------------------------------------------------------------------
     async def handle(self, msg: Incoming) -> None:
@@ -101,6 +111,9 @@ class InferenceService:
         self._arrived.set()
 
     def _log_drop(self, now: float) -> None:
+        self._last_drop = now
+        if not self._failing:
+            self._set_health("degraded", "overloaded: dropping the oldest waiting windows")
         if now - self._last_drop_log >= DROP_LOG_INTERVAL:
             log.warning(
                 "overloaded: dropped %d waiting windows so far (%d since the last warning); "
@@ -137,14 +150,9 @@ class InferenceService:
                         self._executor, classify, self.classifier, batch, self.options
                     )
                 except Exception as exc:  # a model failure must not stop the service
-                    self.stats["failed"] += len(batch)
-                    log.error(
-                        "classifying %d windows failed: %s",
-                        len(batch),
-                        exc,
-                        exc_info=self.stats["failed"] == len(batch),
-                    )
+                    self._failed(len(batch), exc)
                     continue
+                self._succeeded()
                 self.stats["batches"] += 1
                 for result in results:
                     if self.publisher is not None:
@@ -152,6 +160,40 @@ class InferenceService:
                     self.stats["results"] += 1
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _failed(self, windows: int, exc: Exception) -> None:
+        """Count and report a failed batch: logged (the first with its traceback, then at
+        most every DROP_LOG_INTERVAL s) and the status `degraded` with the reason."""
+        first = not self.stats["failed"]
+        self.stats["failed"] += windows
+        now = time.monotonic()
+        if first or now - self._last_fail_log >= DROP_LOG_INTERVAL:
+            log.error(
+                "classifying %d windows failed (%d windows so far): %s",
+                windows,
+                self.stats["failed"],
+                exc,
+                exc_info=first,
+            )
+            self._last_fail_log = now
+        self._failing = True
+        reason = str(exc).strip().splitlines()
+        self._set_health(
+            "degraded",
+            f"classification failed: {type(exc).__name__}: {reason[0] if reason else ''}",
+        )
+
+    def _succeeded(self) -> None:
+        """A batch went through: back to `online`, unless windows were dropped lately."""
+        self._failing = False
+        if time.monotonic() - self._last_drop < DROP_LOG_INTERVAL:
+            self._set_health("degraded", "overloaded: dropping the oldest waiting windows")
+        else:
+            self._set_health("online", None)
+
+    def _set_health(self, state: str, detail: str | None) -> None:
+        if self.health is not None:
+            self.health(state, detail)
 
     # --- status -----------------------------------------------------------------------------
     def counters(self) -> dict[str, int]:
@@ -175,7 +217,7 @@ def wire(
         "inference",
         subscriptions=audio_subscriptions(settings, mqtt.topic_prefix),
     )
-    service = InferenceService(settings, classifier, mqtt.topic_prefix, bus)
+    service = InferenceService(settings, classifier, mqtt.topic_prefix, bus, bus.set_health)
     bus.handler = service.handle
     bus.counters = service.counters
     return bus, service

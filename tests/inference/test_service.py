@@ -200,12 +200,15 @@ async def test_overload_drops_the_oldest_and_says_so(mqtt_settings: MqttSettings
                 and service.stats["results"] + service.queue.dropped == 30
             ),
         )
-        bus.set_status("online")
+        await listener.until("degraded", lambda: state_of(listener) == "degraded")
+        assert "overloaded" in (listener.statuses["test-inference"].detail or "")
+        bus.set_status("online")  # a heartbeat: the current counters, the current health
         await listener.until(
             "status",
             lambda: (
                 "test-inference" in listener.statuses
-                and listener.statuses["test-inference"].counters.get("dropped", 0) > 0
+                and listener.statuses["test-inference"].counters.get("dropped", 0)
+                == service.queue.dropped
             ),
         )
         await listener.until("results", lambda: len(listener.results) == service.stats["results"])
@@ -237,6 +240,16 @@ async def test_a_failing_model_is_counted_and_the_service_goes_on(
     ):
         sensor.publish(chunk("yor", 0, tone(1000, 1.0)))
         await listener.until("failure", lambda: service.stats["failed"] == 1)
+        # the retained status says so at once, with the reason, not just a counter
+        await listener.until("degraded", lambda: state_of(listener) == "degraded")
+        detail = listener.statuses["test-inference"].detail or ""
+        assert "classification failed" in detail and "non-finite" in detail
         sensor.publish(chunk("yor", 1, tone(1000, 1.0)))
         await listener.until("result", lambda: len(listener.results) == 1)
+        await listener.until("online again", lambda: state_of(listener) == "online")
     assert listener.results[0].seq == 1
+
+
+def state_of(listener: Listener) -> str | None:
+    status = listener.statuses.get("test-inference")
+    return None if status is None else status.state
