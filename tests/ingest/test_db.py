@@ -292,14 +292,17 @@ def test_ingest_works_as_the_writer_role(
 
 def test_the_writer_cannot_read_results_nor_change_them(roles: tuple[str, str]) -> None:
     writer, _ = roles
+    statements = ["CREATE TABLE mine (x int)", "DROP TABLE levels", "DELETE FROM devices"]
+    for table in [*(t.name for t in TABLES.values()), "syncs", "gaps"]:
+        statements += [
+            f"SELECT * FROM {table}",
+            f"DELETE FROM {table}",
+            f"UPDATE {table} SET sync_time = now()",
+            f"TRUNCATE {table}",
+        ]
+    statements.append("SELECT rating FROM detections")
     with psycopg.connect(writer, autocommit=True) as conn:
-        for statement in (
-            "SELECT rating FROM detections",
-            "DELETE FROM levels",
-            "UPDATE levels SET leq_db = 0",
-            "TRUNCATE syncs",
-            "CREATE TABLE mine (x int)",
-        ):
+        for statement in statements:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement.encode())
 
