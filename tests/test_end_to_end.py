@@ -59,11 +59,16 @@ def wait_rows(dsn: str, query: str, expected: int, timeout: float = 120) -> None
     raise TimeoutError(f"{query!r}: {count} rows, expected {expected}")
 
 
-@pytest.fixture
+@pytest.fixture(params=["msgpack", "json"])
 def pipeline(
-    tmp_path: Path, mqtt_settings: MqttSettings, database: str, tiny_ast: Path
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    mqtt_settings: MqttSettings,
+    database: str,
+    tiny_ast: Path,
 ) -> Iterator[tuple[Path, str]]:
-    """inference, levels and ingest running against the test broker and database."""
+    """inference, levels and ingest running against the test broker and database, with
+    results published as msgpack (default) or JSON (for tools that cannot read msgpack)."""
     wav = speech_and_tone_wav(tmp_path / f"{START:%Y%m%d_%H%M%S}.WAV", SECONDS)
     env = dict(os.environ)
     env.update(
@@ -73,6 +78,7 @@ def pipeline(
         SOUNDSCAPE_INFERENCE_NODE_ID="e2e-inference",
         SOUNDSCAPE_LEVELS_NODE_ID="e2e-levels",
         SOUNDSCAPE_INGEST_NODE_ID="e2e-ingest",
+        SOUNDSCAPE_MQTT_RESULTS_FORMAT=request.param,
         HF_HUB_OFFLINE="1",
         PYTHONUNBUFFERED="1",
     )
