@@ -116,6 +116,25 @@ def show_devices(overview: pd.DataFrame, tz: str) -> None:
         )
 
 
+def show_coverage(coverage: pd.DataFrame) -> None:
+    """Chunks of the last hour that were measured but never classified: a gap, not silence."""
+    if coverage.empty:
+        return
+    missing = coverage[coverage["classified"] < coverage["measured"]]
+    if missing.empty:
+        st.caption("Every chunk measured in the last hour was classified.")
+        return
+    lines = [
+        f"{row.device}: {row.classified} of {row.measured} chunks classified "
+        f"({100 * row.classified / row.measured:.0f} %)"
+        for row in missing.itertuples()
+    ]
+    st.warning(
+        "Measured but never classified in the last hour (inference down, overloaded, or "
+        "audio lost on the way; see its status): " + "; ".join(lines)
+    )
+
+
 def show_levels(conn: Any, devices: list[str], span: core.TimeRange, bucket: timedelta,
                 tables: set[str]) -> None:  # fmt: skip
     """Level over time, and the A-weighted statistics when summaries exist."""
@@ -244,6 +263,7 @@ def render(conn: Any, settings: DashboardSettings, now: datetime) -> None:
             settings.offline_grace_s,
         )
         show_devices(overview, settings.timezone)
+        show_coverage(queries.classification_coverage(conn, chosen, now - timedelta(hours=1), now))
     show_levels(conn, chosen, span, bucket, tables)
     show_detections(conn, chosen, span, settings, min_score)
     show_extras(conn, chosen, span, bucket, tables, settings)

@@ -318,6 +318,37 @@ def gaps(
     )
 
 
+def classification_coverage(
+    conn: Connection, devices: Sequence[str], start: datetime, end: datetime
+) -> pd.DataFrame:
+    """Per device, how many measured chunks (levels rows) in the range some labels window
+    covers: a chunk measured but never classified is a gap (inference down or overloaded,
+    audio lost on the way), not silence.
+
+    Columns: device, measured, classified.
+    """
+    return _frame(
+        conn,
+        """
+        SELECT l.device, count(*) AS measured,
+               count(*) FILTER (WHERE EXISTS (
+                   SELECT 1 FROM detections d
+                   WHERE d.device = l.device
+                     AND d.window_start <= l.window_start
+                     AND d.window_start > l.window_start - interval '1 hour'
+                     AND d.window_start + make_interval(secs => d.window_duration)
+                         > l.window_start
+               )) AS classified
+        FROM levels l
+        WHERE l.device = ANY(%(devices)s)
+          AND l.window_start >= %(start)s AND l.window_start < %(end)s
+        GROUP BY l.device
+        ORDER BY l.device
+        """,
+        _range(devices, start, end),
+    )
+
+
 def _range(
     devices: Sequence[str], start: datetime, end: datetime, bucket: timedelta | None = None
 ) -> dict[str, Any]:

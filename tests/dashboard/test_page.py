@@ -83,6 +83,8 @@ def test_populated_page_shows_every_section(
     assert pd.isna(calibrated["lab"])  # no levels: unknown, not "calibrated"
     assert "Not on the map (no coordinates): lab, spare" in texts(app.caption)
     assert "ouse use default calibration values" in texts(app.warning)
+    shown = texts(app.warning) + texts(app.caption)
+    assert "classified" in shown, "the last hour's classification coverage is shown"
     detections = app.dataframe[1].value
     assert len(detections) == 51
     assert app.dataframe[2].value.loc[0, "classes"] == "Car 0.80"

@@ -223,3 +223,29 @@ def test_reader_role_of_ingest_can_read_everything(populated: tuple[str, Dataset
             for role in (writer, reader):
                 admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
                 admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def test_chunks_measured_but_not_classified_are_counted(schema_db: str) -> None:
+    """Levels of 12 one-second chunks; labels cover chunks 0-5 with 1 s windows and 8-11 with
+    one 4 s window; chunks 6 and 7 were never classified (inference was down)."""
+    t0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    sync = uuid.uuid4()
+    with psycopg.connect(schema_db) as c:
+        for i in range(12):
+            c.execute(
+                "INSERT INTO levels (device, window_start, window_seq, window_duration, leq_db,"
+                " uncalibrated, sync_id, sync_time) VALUES ('yor', %s, %s, 1, 50, true, %s, %s)",
+                (t0 + timedelta(seconds=i), i, sync, t0),
+            )
+        windows = [(i, 1.0) for i in range(6)] + [(8, 4.0)]
+        for start, duration in windows:
+            for rank, label in enumerate(["Speech", "Bird"], 1):
+                c.execute(
+                    "INSERT INTO detections (label, rating, device, sync_id, sync_time,"
+                    " window_start, window_seq, window_duration, model, rank)"
+                    " VALUES (%s, 0.5, 'yor', %s, %s, %s, %s, %s, 'm', %s)",
+                    (label, sync, t0, t0 + timedelta(seconds=start), start, duration, rank),
+                )
+    with psycopg.connect(schema_db) as c:
+        got = queries.classification_coverage(c, ["yor", "lab"], t0, t0 + H)
+    assert got.to_dict("records") == [{"device": "yor", "measured": 12, "classified": 10}]
