@@ -17,6 +17,10 @@ Digital silence (or a constant code: a stuck or muted converter often sends -1 L
 spectrum to normalise: every index is then None, events 0, rather than the "flat spectrum"
 maximum diversity and entropy that rounding noise would give. An index that
 comes out NaN (0/0 on degenerate input) is None, never NaN.
+
+A window with gaps is analysed over the audio it has, joined end to end; `coverage` (seconds
+analysed / window length) says how much that was, so sums such as ACI can be read for what
+they are.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ EVENT_MIN_SECONDS = 0.1
 
 @dataclass(frozen=True)
 class IndicesJob:
-    """One complete window of one device's audio, to analyse off the event loop."""
+    """One window of one device's audio (one rate; gaps left out), to analyse off the loop."""
 
     device: str
     seq: int
@@ -71,7 +75,13 @@ def event_count(samples: np.ndarray, rate: int) -> int:
 def compute(job: IndicesJob) -> IndicesResult | None:
     """The indices of one window; None when it is too short for a spectrogram."""
     x = np.asarray(job.samples, dtype=np.float64)
-    base = {"device": job.device, "seq": job.seq, "start": job.start, "duration": job.duration}
+    base = {
+        "device": job.device,
+        "seq": job.seq,
+        "start": job.start,
+        "duration": job.duration,
+        "coverage": min(1.0, len(x) / (job.rate * job.duration)),
+    }
     if len(x) < 4 * NPERSEG:
         return None
     if np.ptp(x) == 0:  # digital silence, or a stuck converter's constant code: no spectrum

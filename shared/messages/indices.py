@@ -22,3 +22,6 @@ class IndicesResult(WindowMessage):
     ht: float | None = Field(None, ge=0, le=1, description="Temporal entropy")
     hf: float | None = Field(None, ge=0, le=1, description="Spectral entropy")
     events: int | None = Field(None, ge=0, description="Number of acoustic events in the window")
+    coverage: float | None = Field(
+        None, ge=0, le=1, description="Fraction of the window that had audio"
+    )

@@ -7,8 +7,10 @@ import math
 import numpy as np
 import pytest
 
+from services.levels.core import LevelsCore
 from services.levels.indices import IndicesJob, IndicesWindows, compute
-from shared.messages import IndicesResult
+from shared.devices import DeviceRegistry
+from shared.messages import AudioChunk, IndicesResult
 from tests.support.audio import tone, white_noise
 
 RATE = 16000
@@ -112,3 +114,27 @@ def test_windows_are_aligned_and_need_enough_audio() -> None:
     ]
     assert windows.flush() == []  # 1 s of 4 is below the 50 % coverage
     assert compute(IndicesJob("yor", 0, T0, 4.0, RATE, x[:1000])) is None  # too short
+
+
+def test_a_window_with_a_gap_publishes_its_coverage() -> None:
+    """Chunks 0-4 of a 10 s window arrive, 5-9 are lost, then the next window starts: the
+    window is analysed over its 5 s and says so, so that its lower ACI can be read for what it
+    is."""
+    core = LevelsCore(DeviceRegistry(), indices_seconds=10.0, indices_min_coverage=0.5)
+    start = math.floor(T0 / 10) * 10
+    jobs: list[IndicesJob] = []
+    for seq in [*range(5), 10]:
+        x = white_noise(1.0, RATE, rms=0.1, seed=seq)
+        jobs += core.process(AudioChunk.from_float("yor", seq, start + seq, RATE, x)).jobs
+    (job,) = jobs
+    result = compute(job)
+    assert result is not None
+    assert (result.start, result.duration) == (start, 10.0)
+    assert result.coverage == pytest.approx(0.5, abs=0.02)
+    full = indices(white_noise(SECONDS, RATE, rms=0.1))
+    assert full.coverage == pytest.approx(1.0)
+    assert IndicesResult.decode(result.encode()) == result
+
+
+def test_coverage_is_published_for_silence_too(sounds: dict[str, IndicesResult]) -> None:
+    assert sounds["silence"].coverage == pytest.approx(1.0)

@@ -186,6 +186,7 @@ async def test_levels_summaries_indices_and_events_over_the_broker(
     assert summaries[0].laeq_db == pytest.approx(levels[0].laeq_db, abs=0.5)
     indices = sorted(reader.of(IndicesResult), key=lambda r: r.start)
     assert indices[0].start == T0 and indices[0].duration == 2.0 and indices[0].hf is not None
+    assert indices[0].coverage == pytest.approx(1.0)
     (event,) = reader.of(NoiseEvent)
     assert (event.start, event.duration, event.threshold_db) == (T0, 3.0, 60.0)
     assert [c.label for c in event.classes] == ["Bus"]
