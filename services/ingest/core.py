@@ -145,6 +145,7 @@ def rows_of(msg: WindowMessage) -> tuple[Row, ...]:
                 msg.ht,
                 msg.hf,
                 msg.events,
+                msg.coverage,
             ),
         )
     if isinstance(msg, NoiseEvent):

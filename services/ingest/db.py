@@ -204,7 +204,7 @@ def push(conn: psycopg.Connection, batch: Batch, source: str) -> Pushed:
             cur.execute(table.create_staging())
             with cur.copy(table.copy()) as copy:
                 for row in rows:
-                    copy.write_row(row)
+                    copy.write_row(table.complete(row))
             cur.execute(table.insert(), (sync_id, sync_time))
             offered += len(rows)
             inserted += max(cur.rowcount, 0)

@@ -3,11 +3,15 @@
 The column lists here are the order in which `core` builds rows, in which the spool keeps them
 and in which they are copied into the staging tables: one place to change, checked against the
 migrations by the tests.
+
+A column added by a later migration is nullable and goes at the end of its table's list:
+rows spooled by an older ingest lack it, and `Table.complete` fills it with null.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 #: Staging type of window_start: Unix seconds, turned into timestamptz by `to_timestamp`.
 EPOCH = "double precision"
@@ -36,6 +40,11 @@ class Table:
     def staging(self) -> str:
         """The staging table's name (a temporary table of the same session)."""
         return f"stage_{self.name}"
+
+    def complete(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """A row with the columns added since it was spooled (by an older ingest) as null."""
+        missing = len(self.columns) - len(row)
+        return (*row, *(None,) * missing) if missing > 0 else row
 
     def create_staging(self) -> str:
         """Staging DDL with explicit columns: `LIKE` would need SELECT on the target table."""
@@ -139,6 +148,7 @@ TABLES: dict[str, Table] = {
             ("ht", "double precision"),
             ("hf", "double precision"),
             ("events", "bigint"),
+            ("coverage", "real"),
         ),
         ("device", "window_start", "window_duration"),
     ),

@@ -96,6 +96,7 @@ def indices(seq: int, device: str = "yor") -> IndicesResult:
         ht=0.9,
         hf=0.8,
         events=3,
+        coverage=0.75,
     )
 
 

@@ -20,7 +20,17 @@ from services.ingest.spool import Spool
 from services.ingest.sync import Syncer
 from shared.devices import Device, DeviceRegistry
 from shared.messages import Calibration, LabelScore
-from tests.ingest.helpers import T0, as_results, count, every_kind, labels, level, rows, ts
+from tests.ingest.helpers import (
+    T0,
+    as_results,
+    count,
+    every_kind,
+    indices,
+    labels,
+    level,
+    rows,
+    ts,
+)
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -36,8 +46,8 @@ CONTRACT = {
     "dbfs bands clipped gain_db sensitivity_dbv vadc uncalibrated sync_id sync_time",
     "level_summaries": "device window_start window_duration laeq_db lamax_db lamin_db l10_db "
     "l50_db l90_db coverage uncalibrated sync_id sync_time",
-    "indices": "device window_start window_duration aci adi aei bi ndsi ht hf events sync_id "
-    "sync_time",
+    "indices": "device window_start window_duration aci adi aei bi ndsi ht hf events coverage "
+    "sync_id sync_time",
     "noise_events": "device window_start window_duration threshold_db laeq_db lamax_db classes "
     "sync_id sync_time",
     "gaps": "id device kind first_start last_start count recorded_at sync_id sync_time",
@@ -71,7 +81,7 @@ def _close_syncers() -> Iterator[None]:
 
 def test_migrations_create_the_contract_tables_once(database: str) -> None:
     with psycopg.connect(database, autocommit=True) as conn:
-        assert db.migrate(conn) == ["0001_schema", "0002_timescale"]
+        assert db.migrate(conn) == ["0001_schema", "0002_timescale", "0003_indices_coverage"]
         assert db.migrate(conn) == []
         columns: dict[str, set[str]] = {}
         for table, column in conn.execute(
@@ -80,7 +90,7 @@ def test_migrations_create_the_contract_tables_once(database: str) -> None:
         ):
             columns.setdefault(table, set()).add(column)
         versions = conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
-    assert versions == [(1,), (2,)]
+    assert versions == [(1,), (2,), (3,)]
     for table, wanted in CONTRACT.items():
         assert set(wanted.split()) <= columns[table], table
     for table in TABLES.values():
@@ -104,7 +114,7 @@ def test_concurrent_migrations_serialise_on_the_advisory_lock(database: str) -> 
     for t in threads:
         t.join()
     assert not errors
-    assert sorted(len(r) for r in results) == [0, 0, 0, 2]
+    assert sorted(len(r) for r in results) == [0, 0, 0, 3]
 
 
 def test_a_sync_stores_every_kind_with_one_sync_id_and_empties_the_spool(
@@ -152,6 +162,23 @@ def test_replaying_the_same_results_stores_them_once(schema: str, tmp_path: Path
     assert (report.results, report.inserted, report.offered) == (40, 0, 80)
     assert count(schema, "detections") == 60
     assert count(schema, "levels") == 20
+
+
+def test_indices_coverage_round_trips_and_older_rows_store_null(
+    schema: str, tmp_path: Path
+) -> None:
+    """coverage 0.5 is stored as sent; a producer that does not send it, or a row spooled by an
+    ingest from before the column (one value short), stores null instead of being refused."""
+    spool = Spool(tmp_path / "s.sqlite3", 1000)
+    half = indices(0).model_copy(update={"coverage": 0.5})
+    unknown = indices(1).model_copy(update={"coverage": None})
+    (old,) = as_results([indices(2)])
+    spooled_before = Result(old.kind, old.device, old.start, old.key, (old.rows[0][:-1],))
+    spool.put([*as_results([half, unknown]), spooled_before])
+    report = syncer(spool, schema).sync()
+    assert (report.error, report.quarantined, report.inserted) == (None, 0, 3)
+    got = rows(schema, "SELECT window_seq, coverage, aci, events FROM indices ORDER BY 1")
+    assert got == [(0, 0.5, 150.5, 3), (1, None, 150.5, 3), (2, None, 150.5, 3)]
 
 
 def test_a_window_classified_twice_keeps_one_label_set(schema: str, tmp_path: Path) -> None:
@@ -317,6 +344,7 @@ def test_the_reader_reads_everything_and_cannot_write(
     with psycopg.connect(reader, autocommit=True) as conn:
         for table in CONTRACT:
             conn.execute(f"SELECT * FROM {table}".encode()).fetchall()
+        assert conn.execute("SELECT coverage FROM indices").fetchall() == [(0.75,)]
         for statement in (
             "INSERT INTO syncs (sync_id, sync_time, source, rows) "
             "VALUES (gen_random_uuid(), now(), 'x', 0)",
@@ -330,6 +358,31 @@ def test_the_reader_reads_everything_and_cannot_write(
     report = syncer(spool, reader).sync()
     assert report.error is not None and "refused" in report.error
     assert spool.depth() == 1
+
+
+def test_roles_made_before_the_coverage_column_write_and_read_it(
+    schema: str, tmp_path: Path
+) -> None:
+    """An existing install: roles granted on the 0002 schema, then migration 0003. The grants
+    are table-level (INSERT for the writer, SELECT for the reader), so they cover the new
+    column without re-running --create-roles."""
+    suffix = uuid.uuid4().hex[:10]
+    writer, reader = f"w_{suffix}", f"r_{suffix}"
+    with psycopg.connect(schema, autocommit=True) as admin:
+        admin.execute("ALTER TABLE indices DROP COLUMN coverage")
+        admin.execute("DELETE FROM schema_migrations WHERE version = 3")
+        db.create_roles(admin, writer, reader, None, None)
+        try:
+            assert db.migrate(admin) == ["0003_indices_coverage"]
+            spool = Spool(tmp_path / "s.sqlite3", 100)
+            spool.put(as_results([indices(0)]))
+            assert syncer(spool, make_conninfo(schema, user=writer)).sync().error is None
+            with psycopg.connect(make_conninfo(schema, user=reader)) as conn:
+                assert conn.execute("SELECT coverage FROM indices").fetchall() == [(0.75,)]
+        finally:
+            for role in (writer, reader):
+                admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+                admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_a_writer_facing_an_older_schema_says_how_to_migrate(
