@@ -76,7 +76,8 @@ async def list_devices(arecord: str, limit_s: float = 10.0) -> list[CaptureDevic
     finally:
         if proc.returncode is None:
             proc.kill()
-            await proc.wait()
+            if not await _exited(proc, limit_s):
+                log.error("`%s -l` (pid %d) survived SIGKILL; leaving it behind", arecord, proc.pid)
     return with_links(parse_arecord_list(out.decode(errors="replace")), read_links())
 
 
@@ -160,19 +161,70 @@ class ArecordSource:
         except OSError as exc:
             return f"cannot start arecord: {exc}"
         tail: deque[str] = deque(maxlen=3)
-        stalled = False
+        stderr = asyncio.create_task(self._stderr(proc, tail))
+        stalled: bool | None = None  # None: cancelled or failed while reading
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._stderr(proc, tail))
-                stalled = await self._read(proc, sink)
-                if stalled:
-                    _kill(proc)
+            stalled = await self._read(proc, sink)
         finally:
-            await _reap(proc)
+            ended = await self._stop(proc, stderr, wait_first=stalled is False)
         said = f": {' | '.join(tail)}" if tail else ""
         if stalled:
-            return f"arecord sent no audio for {self.settings.stall_timeout:g} s{said}"
-        return f"arecord exited with code {proc.returncode}{said}"
+            reason = f"arecord sent no audio for {self.settings.stall_timeout:g} s"
+        elif ended is None:
+            reason = f"arecord exited with code {proc.returncode}"
+        else:
+            reason = (
+                "arecord closed its audio output but did not exit within "
+                f"{self.settings.stop_timeout:g} s"
+            )
+        if ended == "SIGKILL":
+            reason += "; it ignored SIGTERM and was killed with SIGKILL"
+        elif ended == "alive":
+            reason += "; it survived SIGKILL (stuck in the driver?) and was left behind"
+        return reason + said
+
+    async def _stop(
+        self, proc: asyncio.subprocess.Process, stderr: asyncio.Task[None], wait_first: bool
+    ) -> str | None:
+        """End one arecord run in bounded time: give it `stop_timeout` to exit by itself
+        (after EOF only: after a stall or a cancel it will not), then SIGTERM its process
+        group, then SIGKILL it (counted as `kills`), `stop_timeout` each. A process that
+        survives even SIGKILL (a driver stuck in the kernel) is left behind rather than
+        waited for. Returns what ended it: None (itself), "SIGTERM", "SIGKILL" or "alive"."""
+        limit = self.settings.stop_timeout
+        # both pipes are read to the end: asyncio reports an exit only once they are closed
+        assert proc.stdout is not None
+        drain = asyncio.create_task(_discard(proc.stdout))
+        ended: str | None = "alive"
+        try:
+            if wait_first and await _exited(proc, limit):
+                ended = None
+            else:
+                for sig in (signal.SIGTERM, signal.SIGKILL):
+                    if sig == signal.SIGKILL:
+                        self.counters["kills"] += 1
+                        log.warning(
+                            "arecord (pid %d) did not end within %g s of SIGTERM; sending SIGKILL",
+                            proc.pid,
+                            limit,
+                        )
+                    _signal(proc, sig)
+                    if await _exited(proc, limit):
+                        ended = sig.name
+                        break
+                else:
+                    log.error(
+                        "arecord (pid %d) is still running %g s after SIGKILL; leaving it behind",
+                        proc.pid,
+                        limit,
+                    )
+        finally:
+            _signal(proc, signal.SIGKILL)  # when cancelled halfway; a no-op once it is gone
+            for task in (drain, stderr):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        return ended
 
     async def _read(self, proc: asyncio.subprocess.Process, sink: Sink) -> bool:
         """Read PCM until EOF (False) or a stall (True)."""
@@ -208,22 +260,27 @@ class ArecordSource:
                 log.info("arecord: %s", line)
 
 
-def _kill(proc: asyncio.subprocess.Process) -> None:
-    """SIGKILL arecord and whatever it started (it leads its own process group)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-async def _reap(proc: asyncio.subprocess.Process, limit_s: float = 5.0) -> None:
-    """Make sure arecord is gone, and read its pipes to the end: asyncio only reports a
-    process finished once its pipes are closed, and leftover PCM is discarded, not kept."""
+def _signal(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+    """Signal arecord and whatever it started (it leads its own process group), if alive."""
     if proc.returncode is None:
-        _kill(proc)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+
+
+async def _exited(proc: asyncio.subprocess.Process, limit_s: float) -> bool:
+    """Whether arecord exits (and its pipes close) within `limit_s`."""
     try:
         async with asyncio.timeout(limit_s):
-            await proc.communicate()
+            await proc.wait()
     except TimeoutError:
-        log.warning("arecord (pid %d) did not close its pipes within %g s", proc.pid, limit_s)
+        return False
+    return True
+
+
+async def _discard(stream: asyncio.StreamReader) -> None:
+    """Read a pipe to its end, throwing the data away (leftover PCM is not kept)."""
+    while await stream.read(1 << 16):
+        pass
 
 
 class SyntheticSource:

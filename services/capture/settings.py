@@ -77,6 +77,13 @@ class CaptureSettings(BaseSettings):
     stall_timeout: float = Field(
         5.0, gt=0, description="No audio from arecord for this long (s): restart it"
     )
+    stop_timeout: float = Field(
+        3.0,
+        gt=0,
+        le=60,
+        description="How long (s) arecord gets to exit once its audio ends, and again "
+        "after SIGTERM (sent at once on a stall), before SIGKILL (counted as kills)",
+    )
     retry_min: float = Field(1.0, gt=0, description="First delay before restarting arecord, s")
     retry_max: float = Field(60.0, gt=0, description="Longest delay between restarts, s")
     outbox_seconds: float = Field(

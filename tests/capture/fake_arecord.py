@@ -17,6 +17,8 @@ Faults (each fires once per process; with --once FILE, only in the first process
   --stall-after S --stall-for D   write nothing for D seconds and drop those frames (an xrun),
                                   reporting "overrun!!!" on stderr like arecord does
   --freeze-after S                stop writing but stay alive (a hung device)
+  --wedge-after S                 report a read error, close stdout and never exit, ignoring
+                                  SIGTERM (a USB driver stuck in close; only SIGKILL ends it)
   --exit-after S [--exit-code N]  exit with a read error
   --kill-after S                  SIGKILL itself
   --pid-file FILE                 write the process id there
@@ -74,6 +76,16 @@ def ramp(first: int, frames: int, channels: int, hashed: bool = False) -> bytes:
     return data.tobytes()
 
 
+def wedge() -> None:
+    """Close the audio output and hang forever, deaf to SIGTERM (stderr stays open)."""
+    print("arecord: pcm_read:2221: read error: Input/output error", file=sys.stderr, flush=True)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.stdout.flush()
+    os.close(sys.stdout.fileno())
+    while True:
+        time.sleep(3600)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("-l", action="store_true")
@@ -88,6 +100,7 @@ def main() -> int:
     p.add_argument("--stall-after", type=float)
     p.add_argument("--stall-for", type=float, default=1.0)
     p.add_argument("--freeze-after", type=float)
+    p.add_argument("--wedge-after", type=float)
     p.add_argument("--exit-after", type=float)
     p.add_argument("--exit-code", type=int, default=1)
     p.add_argument("--kill-after", type=float)
@@ -131,6 +144,8 @@ def main() -> int:
         due = int(elapsed * a.r)
         if faults and a.kill_after is not None and elapsed >= a.kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
+        if faults and a.wedge_after is not None and elapsed >= a.wedge_after:
+            wedge()
         if faults and a.exit_after is not None and elapsed >= a.exit_after:
             print("arecord: pcm_read:2221: read error: Input/output error", file=sys.stderr)
             return int(a.exit_code)

@@ -130,6 +130,32 @@ async def test_a_hung_arecord_is_restarted(mqtt_settings: MqttSettings, tmp_path
     assert degraded[0].counters["stalls"] == 1
 
 
+async def test_an_arecord_that_closes_its_output_but_never_exits_is_killed(
+    mqtt_settings: MqttSettings, tmp_path: Path
+) -> None:
+    # a USB driver stuck in close: stdout ends, the process lives on and ignores SIGTERM
+    arecord = fake_arecord("--wedge-after", "0.5", "--once", str(tmp_path / "wedged"))
+    async with (
+        listening(mqtt_settings, "yor") as got,
+        capturing(settings(arecord, stop_timeout=0.5), mqtt_settings),
+    ):
+        degraded = await got.wait(lambda g: g.capture_status("degraded"), limit_s=30)
+        n = len(got.chunks)
+        await got.wait(
+            lambda g: (
+                len(g.chunks) >= n + 3 and g.capture_status("online")[-1].time > degraded[0].time
+            ),
+            limit_s=30,
+        )
+    detail = degraded[0].detail or ""
+    assert "arecord closed its audio output but did not exit within 0.5 s" in detail
+    assert "SIGKILL" in detail and "Input/output error" in detail
+    assert degraded[0].counters["kills"] == 1
+    assert counter(got, "restarts") == 1
+    restarted = next(c for c in got.chunks if ramp_values(c)[0] == 0 and c.seq > 0)
+    assert_contiguous(got.chunks[restarted.seq :])
+
+
 async def test_device_unplugged_then_back_on_another_card(
     mqtt_settings: MqttSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
