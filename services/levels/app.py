@@ -3,7 +3,8 @@
 Audio chunks (QoS 0) go into a bounded queue; one task measures them in order, off the event
 loop, and publishes levels and finished summaries; another computes acoustic indices, also off
 the loop. Labels from inference feed the noise-event linker. A bad payload is logged with its
-topic and reason, counted (`rejected`) and skipped.
+topic and reason, counted (`rejected`) and skipped. A chunk seen again is dropped
+(`duplicates`); a late one gives its levels only (`late_chunks`): see `core`.
 """
 
 from __future__ import annotations
@@ -149,6 +150,10 @@ class LevelsService:
     def _publish_output(self, out: ChunkOutput, now: float) -> None:
         self._publish(out.levels, "levels")
         lv = out.levels
+        if out.late:  # measured on its own; the stream's intervals and events go on without it
+            self.stats["late_chunks"] += 1
+            log.debug("late chunk of %s: seq %d at %.3f", lv.device, lv.seq, lv.start)
+            return
         self.linker.on_level(
             lv.device,
             lv.seq,
@@ -193,6 +198,25 @@ class LevelsService:
                 await asyncio.wait({task})
             raise
 
+    async def _measure_chunk(self, chunk: AudioChunk, received: float) -> None:
+        """Measure one chunk off the loop and publish what it gives; a repeat is dropped."""
+        if self.core.repeated(chunk):
+            self.stats["duplicates"] += 1
+            log.debug(
+                "dropped a repeated chunk of %s: seq %d at %.3f",
+                chunk.device,
+                chunk.seq,
+                chunk.start,
+            )
+            return
+        try:
+            out = await self._offload(functools.partial(self.core.process, chunk, received))
+        except MessageError as exc:
+            self.reject(AudioChunk.topic_for(self.prefix, chunk.device), str(exc))
+        else:
+            self.stats["chunks"] += 1
+            self._publish_output(out, time.monotonic())
+
     async def measure(self) -> None:
         """Measure chunks in arrival order; publish levels, summaries and due noise events."""
         last_tick = time.monotonic()
@@ -205,15 +229,7 @@ class LevelsService:
                 if item is not None:
                     chunk, received = item
                     self.queued_bytes -= len(chunk.pcm)
-                    try:
-                        out = await self._offload(
-                            functools.partial(self.core.process, chunk, received)
-                        )
-                    except MessageError as exc:
-                        self.reject(AudioChunk.topic_for(self.prefix, chunk.device), str(exc))
-                    else:
-                        self.stats["chunks"] += 1
-                        self._publish_output(out, time.monotonic())
+                    await self._measure_chunk(chunk, received)
                 now = time.monotonic()
                 if now - last_tick >= TICK:
                     last_tick = now

@@ -4,6 +4,13 @@ Each device has its own state (weighting filters, Fast time weighting, the open 
 interval and indices window), so a stream cut into chunks is measured as one signal. A gap in
 the stream (a missing sequence number, a jump in time, a change of sample rate) restarts the
 filters; intervals and windows keep what they had, and their `coverage` shows the gap.
+
+A chunk can arrive twice (a bridged broker, a replay run twice, a retransmit) or out of order.
+Each device remembers the keys (seq, start) of its last `RECENT_KEYS` measured chunks, so the
+caller can drop a repeat (`repeated`) before measuring it. A late chunk (starting before the
+end of the device's latest chunk, by up to `LATE_HORIZON`) is measured on its own, with fresh
+filters, and kept out of the device's state: the stream's filters, the summary interval, the
+indices window and the noise events go on as if it had not come.
 """
 
 from __future__ import annotations
@@ -29,6 +36,12 @@ from shared.messages import AudioChunk, Calibration, LevelsResult, LevelsSummary
 #: Largest difference between a chunk's start and the previous chunk's end still seen as
 #: continuous, seconds (sample-clock jitter, float rounding).
 CONTINUITY_TOLERANCE = 0.05
+#: Chunk keys remembered per device to recognise a repeated chunk (a minute of 1 s chunks).
+RECENT_KEYS = 64
+#: A chunk that starts up to this many seconds before its device's latest chunk ended is late
+#: (out of order, or a repeat beyond `RECENT_KEYS`); one further back starts a new stream, as
+#: after a capture restart with a clock stepped back, so the device cannot be stuck "late".
+LATE_HORIZON = 300.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,7 @@ class ChunkOutput:
     lafmax_db: float  # highest Fast A-weighted level in the chunk
     threshold_db: float  # the device's noise-event threshold
     continuous: bool  # no gap between this chunk and the previous one of the device
+    late: bool  # started before the device's latest chunk ended: measured, kept out of state
     summaries: list[LevelsSummary]
     jobs: list[IndicesJob]
 
@@ -66,6 +80,13 @@ class _Device:
     next_seq: int = -1
     next_start: float = 0.0
     last_seen: float = 0.0
+    recent: dict[tuple[int, float], None] = field(default_factory=dict)  # keys, oldest first
+
+    def remember(self, key: tuple[int, float]) -> None:
+        """Add one chunk key, forgetting the oldest beyond `RECENT_KEYS`."""
+        self.recent[key] = None
+        while len(self.recent) > RECENT_KEYS:
+            del self.recent[next(iter(self.recent))]
 
 
 @dataclass
@@ -104,8 +125,19 @@ class LevelsCore:
             fast=FastWeighting(rate),
         )
 
+    def repeated(self, chunk: AudioChunk) -> bool:
+        """Whether this chunk (device, seq, start) is one of its device's recently measured
+        chunks: a second delivery, to drop before `process`."""
+        state = self._devices.get(chunk.device)
+        return state is not None and (chunk.seq, chunk.start) in state.recent
+
     def process(self, chunk: AudioChunk, now: float = 0.0) -> ChunkOutput:
-        """Measure one chunk; `now` (monotonic seconds) only serves to notice idle devices."""
+        """Measure one chunk; `now` (monotonic seconds) only serves to notice idle devices.
+
+        A late chunk (one that starts before the device's latest chunk ended, by up to
+        `LATE_HORIZON`; a repeat included) is measured on its own and leaves the device's
+        stream, interval and window untouched (`late` is set, no summaries or jobs).
+        """
         state = self._devices.get(chunk.device)
         if state is None:
             if len(self._devices) >= self.max_devices:
@@ -113,6 +145,27 @@ class LevelsCore:
                     f"device {chunk.device!r} would exceed max_devices={self.max_devices}"
                 )
             state = self._devices[chunk.device] = self._new_device(chunk.device, chunk.rate)
+        state.remember((chunk.seq, chunk.start))
+        state.last_seen = now
+        behind = state.next_start - chunk.start
+        if state.next_seq >= 0 and CONTINUITY_TOLERANCE < behind <= LATE_HORIZON:
+            rate = chunk.rate
+            levels, _, _, fast = self._measure(
+                chunk,
+                state,
+                WeightingFilter("A", rate),
+                WeightingFilter("C", rate),
+                FastWeighting(rate),
+            )
+            return ChunkOutput(
+                levels=levels,
+                lafmax_db=ms_to_spl(float(fast.max()), state.calibration),
+                threshold_db=state.threshold_db,
+                continuous=False,
+                late=True,
+                summaries=[],
+                jobs=[],
+            )
         continuous = (
             state.next_seq == chunk.seq
             and state.rate == chunk.rate
@@ -126,15 +179,40 @@ class LevelsCore:
             state.summary.restart_grid()
         state.next_seq = chunk.seq + 1
         state.next_start = chunk.end
-        state.last_seen = now
 
+        cal = state.calibration
+        levels, x, a2, fast = self._measure(chunk, state, state.a, state.c, state.fast)
+        summaries = state.summary.add(
+            chunk.start, chunk.rate, chunk.seq, a2, fast, cal, state.uncalibrated
+        )
+        jobs = state.indices.add(chunk.start, chunk.rate, chunk.seq, x)
+        return ChunkOutput(
+            levels=levels,
+            lafmax_db=ms_to_spl(float(fast.max()), cal),
+            threshold_db=state.threshold_db,
+            continuous=continuous,
+            late=False,
+            summaries=summaries,
+            jobs=jobs,
+        )
+
+    @staticmethod
+    def _measure(
+        chunk: AudioChunk,
+        state: _Device,
+        a_filter: WeightingFilter,
+        c_filter: WeightingFilter,
+        fast_filter: FastWeighting,
+    ) -> tuple[LevelsResult, np.ndarray, np.ndarray, np.ndarray]:
+        """The chunk's levels, mono samples, A-weighted squares and Fast mean square, through
+        these filters."""
         cal = state.calibration
         x = chunk.mono()
         x64 = x.astype(np.float64)
-        a = state.a.process(x64)
+        a = a_filter.process(x64)
         a2 = a * a
-        c = state.c.process(x64)
-        fast = state.fast.process(a2)
+        c = c_filter.process(x64)
+        fast = fast_filter.process(a2)
         mean_square = float(np.mean(x64 * x64))
         levels = LevelsResult(
             device=chunk.device,
@@ -151,18 +229,7 @@ class LevelsCore:
             calibration=cal,
             uncalibrated=state.uncalibrated,
         )
-        summaries = state.summary.add(
-            chunk.start, chunk.rate, chunk.seq, a2, fast, cal, state.uncalibrated
-        )
-        jobs = state.indices.add(chunk.start, chunk.rate, chunk.seq, x)
-        return ChunkOutput(
-            levels=levels,
-            lafmax_db=ms_to_spl(float(fast.max()), cal),
-            threshold_db=state.threshold_db,
-            continuous=continuous,
-            summaries=summaries,
-            jobs=jobs,
-        )
+        return levels, x, a2, fast
 
     def flush_idle(self, now: float, idle_seconds: float) -> list[Flushed]:
         """Close and forget the devices not heard from for `idle_seconds` (monotonic `now`)."""

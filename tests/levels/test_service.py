@@ -18,6 +18,8 @@ from maad.spl import wav2dBSPL
 from maad.util import mean_dB
 
 from services.levels.app import LevelsService
+from services.levels.core import LevelsCore
+from services.levels.indices import compute
 from services.levels.settings import LevelsSettings
 from shared.devices import DeviceRegistry
 from shared.messages import (
@@ -325,3 +327,57 @@ async def test_the_measurement_queue_is_bounded_in_bytes_too(mqtt_settings: Mqtt
     )
     lone._enqueue(big)
     assert lone.chunks.qsize() == 1 and lone.stats["dropped"] == 0
+
+
+async def test_repeated_late_and_restarted_chunks_over_the_broker(
+    mqtt_settings: MqttSettings,
+) -> None:
+    """Every chunk published twice gives one LevelsResult each and the summaries and indices of a
+    single delivery; a late chunk gives its levels only; a capture restart (seq back to 0, later
+    start) is measured like any chunk after a gap."""
+    audio = chunks("yor", [True, False, True, False, True])
+    restart = [
+        AudioChunk.from_float("yor", seq, T0 + 10 + seq, RATE, tone(700, 1.0, RATE, 0.2))
+        for seq in range(2)
+    ]
+    late = AudioChunk.from_float("yor", 3, T0 + 9, RATE, tone(700, 1.0, RATE, 0.2))
+    over = {"summary_seconds": 2.0, "indices_seconds": 2.0, "indices_min_coverage": 0.5}
+    reference = LevelsCore(DeviceRegistry(), **over)  # type: ignore[arg-type]
+    want_summaries: list[LevelsSummary] = []
+    want_jobs = []
+    for ch in audio + restart:
+        out = reference.process(ch)
+        want_summaries.extend(out.summaries)
+        want_jobs.extend(out.jobs)
+    want_indices = [r for r in map(compute, want_jobs) if r is not None]
+    assert [s.start for s in want_summaries] == [T0, T0 + 2, T0 + 4]
+    assert [r.start for r in want_indices] == [T0, T0 + 2, T0 + 4]
+
+    reader = Reader(mqtt_settings)
+    writer = MqttBus(mqtt_settings, "yor", "test")
+    async with running(reader.bus, writer), service(mqtt_settings, DeviceRegistry(), **over) as svc:
+        for ch in audio:
+            writer.publish(ch)
+            writer.publish(ch)
+        for ch in [restart[0], late, restart[1], restart[0]]:
+            writer.publish(ch)
+        await reader.wait_for(
+            lambda: (
+                svc.stats["duplicates"] == 6
+                and svc.stats["late_chunks"] == 1
+                and len(reader.of(LevelsResult)) == 8
+                and len(reader.of(LevelsSummary)) == 3
+                and len(reader.of(IndicesResult)) == 3
+            ),
+            within=20,
+        )
+        assert svc.stats["chunks"] == svc.stats["levels"] == 8
+        assert svc.stats["rejected"] == 0
+    levels = reader.of(LevelsResult)
+    keys = sorted((lv.start, lv.seq) for lv in levels)
+    assert keys == sorted([(ch.start, ch.seq) for ch in audio + restart] + [(T0 + 9, 3)])
+    got_summaries = sorted(reader.of(LevelsSummary), key=lambda s: s.start)
+    assert got_summaries[:3] == want_summaries
+    assert all(s.start < T0 + 10 for s in got_summaries[:3])
+    got_indices = sorted(reader.of(IndicesResult), key=lambda r: r.start)
+    assert got_indices[:3] == want_indices
