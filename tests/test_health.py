@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import pytest
 
@@ -11,6 +10,7 @@ from services.health import main, verdict
 from shared.messages import Status
 from shared.mqtt import MqttBus
 from shared.settings import MqttSettings
+from tests.support.bus import running
 
 
 def test_verdict() -> None:
@@ -29,16 +29,8 @@ async def test_health_command_asks_the_broker(
     monkeypatch.setenv("SOUNDSCAPE_MQTT_PORT", str(mqtt_settings.port))
     monkeypatch.setenv("SOUNDSCAPE_MQTT_TOPIC_PREFIX", mqtt_settings.topic_prefix)
     assert await asyncio.to_thread(main, ["--node", "svc-x", "--wait", "0.5"]) == 1
-    bus = MqttBus(mqtt_settings, "svc-x", "test")
-    task = asyncio.create_task(bus.run())
-    try:
-        async with asyncio.timeout(10):
-            await bus.connected.wait()
+    async with running(MqttBus(mqtt_settings, "svc-x", "test")) as bus:
         await bus.drained(5)
         assert await asyncio.to_thread(main, ["--node", "svc-x"]) == 0
         await bus.close()
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
     assert await asyncio.to_thread(main, ["--node", "svc-x"]) == 1  # clean offline is retained

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ from shared.messages import Calibration, LevelsResult, Status
 from shared.mqtt import Incoming, MqttBus, Subscription
 from shared.settings import MqttSettings
 from tests.support import servers
+from tests.support.bus import running
 
 pytestmark = pytest.mark.integration
 T0 = 1_764_400_000.0
@@ -28,19 +27,6 @@ def level(seq: int) -> LevelsResult:
         calibration=Calibration(),
         uncalibrated=True,
     )
-
-
-@contextlib.asynccontextmanager
-async def running(bus: MqttBus) -> AsyncIterator[MqttBus]:
-    task = asyncio.create_task(bus.run())
-    try:
-        async with asyncio.timeout(10):
-            await bus.connected.wait()
-        yield bus
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def test_publish_and_receive_with_retained_status(mqtt_settings: MqttSettings) -> None:

@@ -16,6 +16,7 @@ from services.capture.settings import CaptureSettings
 from shared.messages import AudioChunk, Status
 from shared.mqtt import Incoming, MqttBus, Subscription
 from shared.settings import MqttSettings
+from tests.support.bus import running
 
 FAKE_ARECORD = Path(__file__).with_name("fake_arecord.py")
 
@@ -83,15 +84,8 @@ async def listening(mqtt: MqttSettings, device: str) -> AsyncIterator[Listener]:
             Subscription(Status.subscription(prefix, device), 1),
         ],
     )
-    task = asyncio.create_task(bus.run())
-    try:
-        async with asyncio.timeout(10):
-            await bus.connected.wait()
+    async with running(bus):
         yield listener
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 @contextlib.asynccontextmanager
