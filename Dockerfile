@@ -7,9 +7,10 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-# torch first, pinned, CPU-only (the default x86-64 wheel is a multi-GB CUDA build).
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-RUN pip install --no-cache-dir "torch==2.13.0" --index-url "$TORCH_INDEX_URL"
+# torch first, pinned. On arm64 the default wheel is CPU-only; on x86-64 pass
+# --build-arg TORCH_INDEX_URL=<PyTorch's CPU wheel index>, or the default is a multi-GB CUDA build.
+ARG TORCH_INDEX_URL=
+RUN pip install --no-cache-dir "torch==2.13.0" ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"}
 
 COPY pyproject.toml README.md ./
 COPY shared ./shared

@@ -29,9 +29,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 # torch first and pinned: a bare or newer torch pulls a multi-GB CUDA build on x86-64.
-# Set TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu there to get the CPU wheel.
+# Set TORCH_INDEX_URL to an index that serves torch's CPU wheels to take that wheel there.
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  .venv/bin/python -m pip install -q "torch==2.13.0" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL" --extra-index-url https://pypi.org/simple} \
+  .venv/bin/python -m pip install -q "torch==2.13.0" ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} \
     2>&1 | grep -v "is ignored" || true
 fi
 .venv/bin/python -m pip install -q -e ".[ml,dashboard,dev]" 2>&1 | grep -v "is ignored" || true
