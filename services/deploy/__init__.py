@@ -1,0 +1,2 @@
+"""Deployment tooling: first-run set-up (`soundscape init`), device provisioning
+(`soundscape device ...`) and the broker files they write (password file, ACL, bridge)."""
