@@ -45,7 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="PostgreSQL DSN (SOUNDSCAPE_DASHBOARD_DATABASE_URL; use that for passwords)",
     )
     parser.add_argument("--port", type=int, help="TCP port (default 8501)")
-    parser.add_argument("--address", help="listen address (default 127.0.0.1)")
+    parser.add_argument(
+        "--address",
+        help="listen address (default 127.0.0.1; one that is not loopback needs "
+        "SOUNDSCAPE_DASHBOARD_PASSWORD)",
+    )
     parser.add_argument("--timezone", help="IANA time zone for displayed times (default UTC)")
     return parser.parse_args(argv)
 
