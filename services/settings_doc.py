@@ -6,7 +6,6 @@ A test keeps the page and the code in step, so a setting cannot change silently.
 from __future__ import annotations
 
 import importlib
-from pathlib import PurePath
 from typing import Any
 
 from pydantic.fields import FieldInfo
@@ -45,8 +44,6 @@ def _default(info: FieldInfo) -> str:
     if info.default_factory is not None:
         return "(computed)"
     value: Any = info.default
-    if isinstance(value, PurePath):
-        return f"`{value}`"
     return f"`{value!r}`" if value is not None else "unset"
 
 
