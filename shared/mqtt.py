@@ -309,6 +309,9 @@ class MqttBus:
 
     async def _send(self, client: aiomqtt.Client) -> None:
         durable = self.durable_outbox
+        # A full window is expected, not "a concerning number of pending calls" to warn about
+        # (statuses and subscriptions may wait beside it).
+        client.pending_calls_threshold = max(client.pending_calls_threshold, SEND_WINDOW + 10)
         while True:
             while self._outbox or (durable is not None and len(durable)):
                 if not self._outbox:
@@ -345,6 +348,8 @@ class MqttBus:
             async with asyncio.TaskGroup() as tg:
                 for entry in window:
                     tg.create_task(one(entry))
+        except* aiomqtt.MqttError as group:
+            raise group.exceptions[0] from None  # one broken link: its own reason in the log
         finally:
             durable.done(acked)
             self.stats["published"] += len(acked)

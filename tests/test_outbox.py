@@ -4,6 +4,7 @@ broker's PUBACK, a bound that drops the oldest and counts them, and never audio 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from pathlib import Path
@@ -149,7 +150,7 @@ def test_an_unwritable_outbox_keeps_results_in_memory(
 
 
 def rows(path: Path) -> int:
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         return int(db.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
 
