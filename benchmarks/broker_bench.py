@@ -12,7 +12,8 @@ folder and a listener on 127.0.0.1) with, in the same run:
   every N seconds);
 - off: `persistence false` (the ceiling, and what a crash loses without persistence).
 
-For each it measures, with a realistic result payload (an encoded LevelsResult, ~240 bytes):
+For each it measures, with a sensor's results as payloads (labels and levels in turn, ~310
+and ~590 bytes):
 
 - acked: QoS 1 PUBACKs per second from one paho publisher with `--window` messages in flight,
   to a persistent subscriber that is offline (as ingest is during an outage), until the
@@ -40,13 +41,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgpack
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from services.levels.bands import partition
 from services.localservers import Mosquitto, start_mosquitto
-from shared.messages import Calibration, LevelsResult
+from shared.messages import Calibration, LabelScore, LabelsResult, LevelsResult
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_CONF = ROOT / "mosquitto" / "mosquitto.conf"
@@ -81,7 +84,25 @@ def broker_conf(work: Path, persistence: str) -> str:
     return "\n".join([*lines, persistence, ""])
 
 
+#: The 1/3-octave bands levels sends for 1 s chunks at 16 kHz.
+BANDS = [label for label, _first, _end in partition(16_000, 16_000)]
+NAMES = ("Speech", "Traffic noise, roadway noise", "Bird", "Wind", "Mains hum")
+
+
 def payload(seq: int) -> bytes:
+    """A sensor's traffic: even sequences a top-5 labels result (~310 bytes), odd ones a levels
+    result with its 27 bands (~590 bytes)."""
+    if seq % 2 == 0:
+        return LabelsResult(
+            device="yor",
+            seq=seq,
+            start=T0 + seq,
+            duration=1.0,
+            model="MIT/ast-finetuned-audioset-10-10-0.4593",
+            labels=[LabelScore(label=n, score=0.9 - 0.1 * i) for i, n in enumerate(NAMES)],
+            speech_present=False,
+            inference_ms=48.0,
+        ).encode()
     return LevelsResult(
         device="yor",
         seq=seq,
@@ -92,13 +113,14 @@ def payload(seq: int) -> bytes:
         lceq_db=49.0,
         peak_db=70.0,
         dbfs=-40.0,
+        bands={band: 30.0 + i / 7 for i, band in enumerate(BANDS)},
         calibration=Calibration(),
         uncalibrated=False,
     ).encode()
 
 
 def seq_of(data: bytes) -> int:
-    return LevelsResult.decode(data).seq
+    return int(msgpack.unpackb(data)["seq"])
 
 
 def client(port: int, user: str, *, persistent: bool = False, window: int = 20) -> mqtt.Client:
