@@ -28,6 +28,8 @@ DeviceId = Annotated[str, Field(pattern=ID_PATTERN, description="Sensor or node 
 
 #: Largest payload any service will try to decode (a 60 s chunk at 384 kHz, 32-bit, stereo fits).
 MAX_PAYLOAD_BYTES = 200 * 1024 * 1024
+#: Largest MQTT packet: 16 MiB of PCM plus headers (the broker's max_packet_size equals it).
+MAX_PACKET_BYTES = 16 * 1024 * 1024 + 64 * 1024
 
 
 def check_id(value: str, what: str = "id") -> str:
