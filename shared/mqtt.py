@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import ssl
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from paho.mqtt.properties import Properties
 
 from shared.messages import JSON, MSGPACK, Message, Status
 from shared.settings import MqttSettings
+from shared.tls import client_tls_context
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ class MqttBus:
             keepalive=s.keepalive,
             clean_start=self.clean_start,
             properties=connect_props,
-            tls_context=ssl.create_default_context() if s.tls else None,
+            tls_context=client_tls_context(s),
         )
 
     async def run(self) -> None:
