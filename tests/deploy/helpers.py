@@ -135,7 +135,7 @@ class Client:
         if ca is not None:
             self.c.tls_set_context(ssl.create_default_context(cafile=str(ca)))
         self.c.on_connect = self._on_connect
-        self.c.on_message = lambda _c, _u, m: self.got.append((m.topic, m.payload))
+        self.c.on_message = lambda _c, _u, m: self.got.append((m.topic, bytes(m.payload)))
         self.c.connect("127.0.0.1", port)
         self.c.loop_start()
         self.connected.wait(5)

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -138,7 +138,7 @@ def test_bad_requests_exit_2_and_change_nothing(
     assert add(deployment, "lamp-1") == 0  # the same again: nothing to do
     assert "nothing changed" in capsys.readouterr().out
     assert snapshot(site) == before
-    cases = {
+    cases: dict[str, Callable[[], int]] = {
         "bad id": lambda: add(deployment, "lamp/1"),
         "reserved id": lambda: add(deployment, "inference"),
         "duplicate": lambda: add(deployment, "lamp-1", "--threshold", "70"),
