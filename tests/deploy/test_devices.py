@@ -24,22 +24,11 @@ from services.deploy import passwd
 from services.deploy.bundle import read_env
 from services.deploy.devices import main
 from services.deploy.registry_text import parse
-from tests.deploy.helpers import ROOT, Client, base_conf, build_passwd
+from tests.deploy.helpers import ROOT, Client, acl_fixture, base_conf, build_passwd
 from tests.support import servers
 
 PREFIX = "fleet/soundscape"
 SERVICES = {"inference": "pw-inference", "reader": "pw-reader"}
-RESULTS = ("labels", "levels", "summary", "indices", "events", "gaps")
-
-
-def acl_fixture(prefix: str) -> str:
-    devices = "\n".join(f"pattern write {prefix}/%u/{leaf}" for leaf in ("audio", *RESULTS))
-    results = "\n".join(f"topic read {prefix}/+/{leaf}" for leaf in RESULTS)
-    return (
-        f"pattern read {prefix}/+/status\npattern write {prefix}/%u/status\n{devices}\n"
-        f"user inference\ntopic read {prefix}/+/audio\ntopic write {prefix}/+/labels\n"
-        f"user reader\n{results}\n"
-    )
 
 
 @pytest.fixture
