@@ -133,6 +133,9 @@ def test_bad_requests_exit_2_and_change_nothing(
         "duplicate": lambda: add(deployment, "lamp-1", "--threshold", "70"),
         "other bundle": lambda: add(deployment, "lamp-1", "--inference", "server"),
         "out of range": lambda: add(deployment, "lamp-2", "--gain", "500"),
+        "bad host": lambda: add(deployment, "lamp-2", "--server-host", "a b"),
+        "bad port": lambda: add(deployment, "lamp-2", "--server-port", "0"),
+        "bad prefix": lambda: add(deployment, "lamp-2", "--prefix", "a/+/b"),
         "unknown": lambda: device(deployment, "remove", "nobody"),
         "no registry": lambda: add(tmp_path / "elsewhere" / "config", "lamp-3"),
     }
