@@ -8,6 +8,7 @@ speak in capture's pipeline events (restarts, file boundaries), not in plain PCM
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 import numpy as np
@@ -31,3 +32,7 @@ class Publisher(Protocol):
     """Something that publishes messages on their own topics (the MQTT bus, or a test fake)."""
 
     def publish(self, msg: Message, content_type: str | None = None) -> None: ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Messages published inside the block are stored durably together when it ends."""
+        ...

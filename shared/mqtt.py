@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sqlite3
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from shared.messages import JSON, MSGPACK, Message, Status
+from shared.outbox import Entry, Outbox
 from shared.settings import MqttSettings
 from shared.tls import client_tls_context
 
@@ -32,6 +34,11 @@ log = logging.getLogger(__name__)
 
 #: Longest `detail` text a status carries (the Status message's limit).
 MAX_DETAIL = 500
+#: Durable-outbox messages sent before waiting for their PUBACKs (Mosquitto's default
+#: receive maximum): one round trip per window, not per message.
+SEND_WINDOW = 20
+#: A full outbox logs its first drop, then one warning per this many.
+DROP_LOG_EVERY = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +92,9 @@ class MqttBus:
     handler: Handler | None = None
     counters: CountersFn | None = None
     outbox_size: int = 10_000
+    #: Where QoS 1 non-retained messages (results) wait, on disk, until their PUBACK; None:
+    #: in memory with the rest. Statuses and QoS 0 (audio) always wait in memory.
+    durable_outbox: Outbox | None = None
     client_id: str | None = None
     clean_start: bool = True
 
@@ -96,6 +106,7 @@ class MqttBus:
     _outbox: deque[Outgoing] = field(default_factory=deque, init=False)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _idle: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _batch: list[Outgoing] | None = field(default=None, init=False)
 
     @property
     def prefix(self) -> str:
@@ -119,26 +130,89 @@ class MqttBus:
         )
 
     def publish_raw(self, out: Outgoing) -> None:
-        """Queue bytes for a topic. When the outbox is full the oldest message is dropped."""
-        if len(self._outbox) >= self.outbox_size:
-            self._outbox.popleft()
-            self.stats["outbox_dropped"] += 1
-        self._outbox.append(out)
+        """Queue bytes for a topic. A QoS 1 non-retained message goes to the durable outbox
+        when there is one, committed before this returns (or at the end of a `batch`); the
+        rest waits in memory. Either outbox, when full, drops its oldest (`outbox_dropped`)."""
+        if self.durable_outbox is not None and out.qos and not out.retain:
+            if self._batch is not None:
+                self._batch.append(out)
+                return
+            self._store([out])
+        else:
+            self._keep(out)
         self._idle.clear()
         self._wakeup.set()
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Results published inside the block reach the durable outbox in one commit when it
+        ends (one disk sync for, say, one chunk's results instead of one per result)."""
+        if self._batch is not None:  # nested: the outer block commits
+            yield
+            return
+        self._batch = []
+        try:
+            yield
+        finally:
+            waiting, self._batch = self._batch, None
+            if waiting:
+                self._store(waiting)
+                self._idle.clear()
+                self._wakeup.set()
+
+    def _store(self, outs: list[Outgoing]) -> None:
+        assert self.durable_outbox is not None
+        try:
+            dropped = self.durable_outbox.put(
+                [(o.topic, o.payload, o.qos, o.content_type) for o in outs]
+            )
+        except sqlite3.Error as exc:
+            # A full or broken disk must not stop measuring: these go out from memory, and
+            # are lost if the process dies before the broker has them.
+            self.stats["outbox_failed"] += len(outs)
+            log.error(
+                "%s: cannot write the outbox %s (%s): %d results kept in memory only",
+                self.service,
+                self.durable_outbox.path,
+                exc,
+                len(outs),
+            )
+            for out in outs:
+                self._keep(out)
+            return
+        if dropped:
+            self._dropped(dropped, f"on disk ({self.durable_outbox.path})")
+
+    def _keep(self, out: Outgoing) -> None:
+        if len(self._outbox) >= self.outbox_size:
+            self._outbox.popleft()
+            self._dropped(1, "in memory")
+        self._outbox.append(out)
+
+    def _dropped(self, n: int, where: str) -> None:
+        before = self.stats["outbox_dropped"]
+        self.stats["outbox_dropped"] += n
+        if before == 0 or before // DROP_LOG_EVERY != (before + n) // DROP_LOG_EVERY:
+            log.warning(
+                "%s: outbox %s full: dropped the oldest, %d messages so far",
+                self.service,
+                where,
+                before + n,
+            )
+
     @property
     def pending(self) -> int:
-        """Messages waiting in the outbox."""
-        return len(self._outbox)
+        """Messages waiting in the outboxes (memory and disk)."""
+        durable = len(self.durable_outbox) if self.durable_outbox is not None else 0
+        return len(self._outbox) + durable
 
     async def drained(self, wait_s: float = 10.0) -> bool:
-        """Wait until the outbox is empty (True) or `wait_s` seconds pass (False)."""
-        if self._outbox:
+        """Wait until the outboxes are empty (True) or `wait_s` seconds pass (False)."""
+        if self.pending:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait_s):
                     await self._idle.wait()
-        return not self._outbox
+        return not self.pending
 
     # --- status -----------------------------------------------------------------------------
     def status(self, state: str, detail: str | None = None) -> Status:
@@ -234,15 +308,19 @@ class MqttBus:
                 await asyncio.sleep(delay)
 
     async def _send(self, client: aiomqtt.Client) -> None:
+        durable = self.durable_outbox
+        # A full window is expected, not "a concerning number of pending calls" to warn about
+        # (statuses and subscriptions may wait beside it).
+        client.pending_calls_threshold = max(client.pending_calls_threshold, SEND_WINDOW + 10)
         while True:
-            while self._outbox:
+            while self._outbox or (durable is not None and len(durable)):
+                if not self._outbox:
+                    assert durable is not None
+                    await self._send_durable(client, durable)
+                    continue
                 out = self._outbox[0]
-                props = None
-                if out.content_type:
-                    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-                    props.ContentType = out.content_type
-                await client.publish(
-                    out.topic, out.payload, qos=out.qos, retain=out.retain, properties=props
+                await self._publish(
+                    client, out.topic, out.payload, out.qos, out.retain, out.content_type
                 )
                 # Only dequeue once handed to the client, so a broken link loses nothing queued.
                 if self._outbox and self._outbox[0] is out:
@@ -251,6 +329,45 @@ class MqttBus:
             self._idle.set()
             self._wakeup.clear()
             await self._wakeup.wait()
+
+    async def _send_durable(self, client: aiomqtt.Client, durable: Outbox) -> None:
+        """Publish the oldest window in order; delete each row only after its PUBACK
+        (aiomqtt's QoS 1 publish returns then). A broken link leaves the rest for later."""
+        acked: list[Entry] = []
+
+        async def one(entry: Entry) -> None:
+            await self._publish(
+                client, entry.topic, entry.payload, entry.qos, False, entry.content_type
+            )
+            acked.append(entry)
+
+        window = durable.take(SEND_WINDOW)
+        try:
+            # Tasks start in creation order, and each hands its message to paho before it
+            # first waits: the broker receives the window in id order.
+            async with asyncio.TaskGroup() as tg:
+                for entry in window:
+                    tg.create_task(one(entry))
+        except* aiomqtt.MqttError as group:
+            raise group.exceptions[0] from None  # one broken link: its own reason in the log
+        finally:
+            durable.done(acked)
+            self.stats["published"] += len(acked)
+
+    @staticmethod
+    async def _publish(
+        client: aiomqtt.Client,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        content_type: str | None,
+    ) -> None:
+        props = None
+        if content_type:
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.ContentType = content_type
+        await client.publish(topic, payload, qos=qos, retain=retain, properties=props)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -268,6 +385,14 @@ class MqttBus:
             await handler(Incoming(str(message.topic), bytes(payload), ctype))
 
     async def close(self, wait_s: float = 2.0) -> None:
-        """Best-effort: publish what is queued (a clean `offline` too) before shutdown."""
+        """Best-effort: publish what is queued (a clean `offline` too) before shutdown; what
+        the durable outbox still holds is sent at the next start."""
         self.set_status("offline")
         await self.drained(wait_s)
+        if self.durable_outbox is not None and len(self.durable_outbox):
+            log.info(
+                "%s: %d results wait in %s for the next start",
+                self.service,
+                len(self.durable_outbox),
+                self.durable_outbox.path,
+            )

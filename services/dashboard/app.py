@@ -3,6 +3,9 @@
 The page is an ordinary Streamlit script (`page.py`), started with `python -m streamlit run`
 as a child process; its settings travel to it through the environment, and SIGINT/SIGTERM
 are passed on so that a container stop ends the server cleanly.
+
+Without a password it listens only on a loopback address, unless told that a reverse proxy
+in front authenticates (access.bind_refusal).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from types import FrameType
 from pydantic import ValidationError
 
 import services
+from services.dashboard.access import bind_refusal
 from services.dashboard.settings import DashboardSettings
 from shared.runtime import setup_logging
 
@@ -41,7 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="PostgreSQL DSN (SOUNDSCAPE_DASHBOARD_DATABASE_URL; use that for passwords)",
     )
     parser.add_argument("--port", type=int, help="TCP port (default 8501)")
-    parser.add_argument("--address", help="listen address (default 127.0.0.1)")
+    parser.add_argument(
+        "--address",
+        help="listen address (default 127.0.0.1; one that is not loopback needs "
+        "SOUNDSCAPE_DASHBOARD_PASSWORD)",
+    )
     parser.add_argument("--timezone", help="IANA time zone for displayed times (default UTC)")
     return parser.parse_args(argv)
 
@@ -65,6 +73,9 @@ def child_env(settings: DashboardSettings, base: Mapping[str, str]) -> dict[str,
     """The environment of the Streamlit process: `base` with every setting spelled out."""
     env = dict(base)
     for name, value in settings.model_dump().items():
+        if value is None:  # unset stays unset (not the string "None")
+            env.pop(ENV_PREFIX + name.upper(), None)
+            continue
         secret = getattr(value, "get_secret_value", None)
         env[ENV_PREFIX + name.upper()] = str(secret() if callable(secret) else value)
     # The page imports `services.dashboard`; make that work from a plain checkout too.
@@ -102,7 +113,18 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
         return 2
-    log.info("dashboard: serving on http://%s:%d", settings.address, settings.port)
+    refusal = bind_refusal(
+        settings.address, settings.password is not None, settings.trust_proxy_auth
+    )
+    if refusal:
+        print(f"soundscape dashboard: {refusal}", file=sys.stderr)
+        return 2
+    log.info(
+        "dashboard: serving on http://%s:%d (%s)",
+        settings.address,
+        settings.port,
+        "password required" if settings.password else "no password",
+    )
     proc = subprocess.Popen(streamlit_command(settings), env=child_env(settings, os.environ))
 
     def forward(signum: int, _frame: FrameType | None) -> None:

@@ -16,6 +16,7 @@ import streamlit as st
 from pydantic import ValidationError
 
 from services.dashboard import charts, core, db, queries
+from services.dashboard.gate import unlocked
 from services.dashboard.settings import DashboardSettings
 from shared.runtime import setup_logging
 
@@ -281,6 +282,8 @@ def main() -> None:
             "The dashboard is not configured: set SOUNDSCAPE_DASHBOARD_DATABASE_URL "
             f"(and check the other SOUNDSCAPE_DASHBOARD_ settings).\n\n{exc}"
         )
+        return
+    if not unlocked(settings):  # the password gate: nothing from the database before it
         return
     now = datetime.now(ZoneInfo(settings.timezone))
     target = db.describe_target(settings)

@@ -45,6 +45,22 @@ class DashboardSettings(BaseSettings):
         20.0, gt=0, description="Longest a single dashboard query may run, seconds"
     )
     connect_timeout_s: int = Field(5, ge=1, description="Database connection timeout, seconds")
+    password: SecretStr | None = Field(
+        None,
+        description="Password the page asks for before it queries or shows anything; unset "
+        "(or empty): no password, and then the dashboard listens only on a loopback address",
+    )
+    trust_proxy_auth: bool = Field(
+        False,
+        description="Listen on any address without a password: only behind a reverse proxy "
+        "that authenticates every request (and terminates TLS)",
+    )
+
+    @field_validator("password")
+    @classmethod
+    def _no_empty_password(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty password would let an empty form in: treat it as no password at all.
+        return value if value is not None and value.get_secret_value() else None
 
     @field_validator("timezone")
     @classmethod

@@ -3,7 +3,9 @@
 Settings come from the environment (`SOUNDSCAPE_INFERENCE_*`, `SOUNDSCAPE_MQTT_*`, see
 docs/inference.md); command-line options override them. The model is loaded before the
 service connects: a model that cannot be loaded stops it at once with a message that names
-the model and the setting that points at a local copy.
+the model and the setting that points at a local copy. Labels wait in the durable outbox
+(`state_dir/<node_id>-outbox.sqlite3`, see `shared.outbox`) until the broker acknowledged
+them: one commit per classified batch.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from services.inference.service import wire
 from services.inference.settings import InferenceSettings
 from shared.contracts import Classifier
 from shared.errors import ConfigError
+from shared.outbox import Outbox, outbox_path
 from shared.runtime import serve, setup_logging
 from shared.settings import MqttSettings
 
@@ -30,9 +34,14 @@ log = logging.getLogger(__name__)
 EXIT_CONFIG = 78
 
 
-async def run(settings: InferenceSettings, mqtt: MqttSettings, classifier: Classifier) -> None:
+async def run(
+    settings: InferenceSettings,
+    mqtt: MqttSettings,
+    classifier: Classifier,
+    outbox: Outbox | None = None,
+) -> None:
     """Connect, subscribe to audio and classify until SIGINT/SIGTERM."""
-    bus, service = wire(settings, mqtt, classifier)
+    bus, service = wire(settings, mqtt, classifier, outbox)
     if settings.shared_subscription and settings.window_seconds > 1.0:
         log.warning(
             "windows of %.1f s join consecutive chunks, but a shared subscription deals a "
@@ -150,5 +159,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("inference cannot start: %s", exc)
         return EXIT_CONFIG
-    asyncio.run(run(settings, mqtt, classifier))
+    path = outbox_path(settings.state_dir, settings.node_id)
+    try:
+        outbox = Outbox(path, int(settings.outbox_megabytes * 1e6))
+    except (OSError, sqlite3.Error) as exc:
+        log.error("inference cannot open the result outbox %s: %s", path, exc)
+        return EXIT_CONFIG
+    if len(outbox):
+        log.info("inference: %d results from a previous run wait in %s", len(outbox), path)
+    try:
+        asyncio.run(run(settings, mqtt, classifier, outbox))
+    finally:
+        outbox.close()
     return 0

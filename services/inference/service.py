@@ -29,6 +29,7 @@ from shared.contracts import Classifier, Publisher
 from shared.errors import MessageError
 from shared.messages import AudioChunk
 from shared.mqtt import Incoming, MqttBus, Subscription
+from shared.outbox import Outbox
 from shared.settings import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -154,10 +155,11 @@ class InferenceService:
                     continue
                 self._succeeded()
                 self.stats["batches"] += 1
-                for result in results:
-                    if self.publisher is not None:
-                        self.publisher.publish(result)
-                    self.stats["results"] += 1
+                if self.publisher is not None:
+                    with self.publisher.batch():  # one commit to the outbox per batch
+                        for result in results:
+                            self.publisher.publish(result)
+                self.stats["results"] += len(results)
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -205,9 +207,13 @@ class InferenceService:
 
 
 def wire(
-    settings: InferenceSettings, mqtt: MqttSettings, classifier: Classifier
+    settings: InferenceSettings,
+    mqtt: MqttSettings,
+    classifier: Classifier,
+    outbox: Outbox | None = None,
 ) -> tuple[MqttBus, InferenceService]:
-    """The bus (subscribed to audio) and the service, connected to each other.
+    """The bus (subscribed to audio) and the service, connected to each other; results wait
+    in `outbox` (durable) until the broker acknowledged them, when given.
 
     Call inside the running loop; then run `bus.run()` and `service.work()`.
     """
@@ -216,8 +222,9 @@ def wire(
         settings.node_id,
         "inference",
         subscriptions=audio_subscriptions(settings, mqtt.topic_prefix),
+        durable_outbox=outbox,
     )
     service = InferenceService(settings, classifier, mqtt.topic_prefix, bus, bus.set_health)
     bus.handler = service.handle
-    bus.counters = service.counters
+    bus.counters = lambda: {**service.counters(), "outbox": bus.pending}
     return bus, service

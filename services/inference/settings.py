@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.messages import check_id
+from shared.outbox import outbox_megabytes_field
 from shared.settings import host_id
 
 #: The original prototype's model.
@@ -150,6 +151,12 @@ class InferenceSettings(BaseSettings):
         le=1_000_000,
         description="Devices whose partial windows are kept; beyond, the least recent is reset",
     )
+    state_dir: Path = Field(
+        Path("~/.local/state/soundscape"),
+        description="Folder for this service's durable state (result outbox, stream "
+        "positions); never audio",
+    )
+    outbox_megabytes: float = outbox_megabytes_field()
 
     @field_validator("node_id", "share_group")
     @classmethod

@@ -24,6 +24,7 @@ from importlib import resources
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from services.ingest.core import Row
 from services.ingest.schema import GAP_INSERT, SPOOL_OVERFLOW, SYNC_INSERT, TABLES, roles_sql
@@ -41,6 +42,57 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 #: PostgreSQL refused a value: the batch is split to find the result that carries it.
 REFUSED = (psycopg.DataError, psycopg.IntegrityError)
+
+
+def link_settings(timeout: float) -> tuple[dict[str, int], list[str]]:
+    """libpq parameters and server settings that bound a link to `timeout` seconds.
+
+    Client side: TCP user timeout (unacknowledged data) and keepalives (an idle connection,
+    or one waiting for an answer) give a dead link up after about `timeout`. Server side, the
+    same for the session's backend, so a transaction left behind by a dead client releases
+    its locks: statement and idle-in-transaction timeouts, the server's own keepalives and
+    TCP user timeout. Neither ends a sync through a link whose far kernel still
+    acknowledges (see deadline.py): the watchdog does.
+    """
+    ms = max(1000, round(timeout * 1000))
+    idle = max(1, round(timeout / 2))
+    interval = max(1, round(timeout / 8))
+    params = {
+        "keepalives": 1,
+        "keepalives_idle": idle,
+        "keepalives_interval": interval,
+        "keepalives_count": 4,
+        "tcp_user_timeout": ms,
+    }
+    server = [
+        f"statement_timeout={ms}",
+        f"idle_in_transaction_session_timeout={ms}",
+        f"tcp_keepalives_idle={idle}",
+        f"tcp_keepalives_interval={interval}",
+        "tcp_keepalives_count=4",
+        f"tcp_user_timeout={ms}",
+    ]
+    return params, server
+
+
+def connect(
+    dsn: str, *, connect_timeout: int, timeout: float, application_name: str
+) -> psycopg.Connection:
+    """An autocommit connection whose link is bounded by `timeout` (see `link_settings`).
+
+    What the DSN sets itself wins: its libpq parameters are kept, and its `options` come
+    after ours (PostgreSQL applies the last `-c` of a name).
+    """
+    given = conninfo_to_dict(dsn)
+    params, server = link_settings(timeout)
+    options = " ".join(f"-c {s}" for s in server)
+    if given.get("options"):
+        options = f"{options} {given['options']}"
+    extra: dict[str, str | int | None] = {k: v for k, v in params.items() if k not in given}
+    extra["connect_timeout"] = given.get("connect_timeout") or connect_timeout
+    extra["application_name"] = given.get("application_name") or application_name
+    extra["options"] = options
+    return psycopg.connect(make_conninfo(dsn, **extra), autocommit=True)
 
 
 class SchemaError(ConfigError):

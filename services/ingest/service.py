@@ -69,6 +69,7 @@ class Ingest:
             batch_size=settings.batch_size,
             registry=registry,
             connect_timeout=settings.connect_timeout,
+            db_timeout=settings.db_timeout,
             stats=self.stats,
         )
         self._loop = asyncio.get_running_loop()

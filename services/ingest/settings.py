@@ -90,6 +90,14 @@ class IngestSettings(BaseSettings):
     connect_timeout: int = Field(
         10, ge=1, le=600, description="Seconds to wait for a PostgreSQL connection"
     )
+    db_timeout: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        description="Seconds one database step of a sync (the schema check, or one batch's "
+        "transaction) may take before its link is dropped and the batch waits in the spool for "
+        "the next sync; also the link's TCP user timeout, keepalive budget and statement timeout",
+    )
     shutdown_timeout: float = Field(
         30.0, gt=0, description="Seconds the final sync on SIGTERM may take before giving up"
     )

@@ -15,7 +15,6 @@ Thread-safe: every method takes the same lock (ingest writes from one thread, sy
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 import uuid
@@ -27,6 +26,7 @@ from typing import Any
 import msgpack
 
 from services.ingest.core import Gap, Result, Row, gaps_of
+from shared.sqlite import open_durable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -122,17 +122,13 @@ class Spool:
     def __init__(self, path: Path, max_results: int) -> None:
         self.path = path
         self.max_results = max_results
-        path.parent.mkdir(parents=True, exist_ok=True)
         # One connection shared by the writer and the sync thread, serialised by the lock.
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # synchronous=FULL: a committed put survives a power cut; the broker is told "stored"
+        # only after this.
+        self._db = open_durable(path)
         self._lock = threading.Lock()
         self._inflight_last = 0
         with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # FULL: a committed put survives a power cut, not only a process crash; the
-            # broker is told "stored" only after this.
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=10000")
             self._db.executescript(SCHEMA)
 
     def close(self) -> None:

@@ -7,6 +7,11 @@ delete leaves the batch in the spool; the next sync offers it again and `ON CONF
 NOTHING` stores nothing twice. A batch PostgreSQL refuses for a value (not for being down) is
 split in halves until the result carrying the value is alone; that one is quarantined in the
 spool with the reason, and every good result of the batch is stored.
+
+Every database step is bounded by `db_timeout`: connecting by libpq's `connect_timeout`,
+checking the schema and each batch's transaction by a watchdog that drops the link when the
+step runs past it (deadline.py says why TCP and server timeouts are not enough). A step that
+fails that way rolls back like any lost connection: its batch stays in the spool.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from services.ingest import db
+from services.ingest.deadline import StepTimeout, Watchdog
 from services.ingest.spool import Batch, Spool
 from shared.devices import DeviceRegistry
 from shared.errors import ConfigError
@@ -70,6 +76,7 @@ class Syncer:
         batch_size: int,
         registry: DeviceRegistry | None = None,
         connect_timeout: int = 10,
+        db_timeout: float = 60.0,
         stats: Stats | None = None,
     ) -> None:
         self.spool = spool
@@ -78,6 +85,8 @@ class Syncer:
         self.batch_size = batch_size
         self.registry = registry or DeviceRegistry()
         self.connect_timeout = connect_timeout
+        self.db_timeout = db_timeout
+        self._watchdog = Watchdog(db_timeout)
         self.stats = stats or Stats()
         self.healthy = True
         self.last_error: str | None = None
@@ -97,34 +106,38 @@ class Syncer:
             self._conn = None
 
     def cancel(self) -> None:
-        """From another thread: abort the statement a sync is running (it then rolls back)."""
+        """From another thread: abort the statement a sync is running (it then rolls back).
+
+        The cancel request travels on a connection of its own; when it cannot reach the
+        server (a dead link), the running step's link is dropped instead.
+        """
         self._cancelled = True
         conn = self._conn
         if conn is not None and not conn.closed:
             try:
-                conn.cancel_safe(timeout=5.0)
+                conn.cancel_safe(timeout=min(5.0, self.db_timeout))
+                return
             except psycopg.Error as exc:
-                log.warning("could not cancel the running sync: %s", _first_line(exc))
+                log.warning(
+                    "could not cancel the running sync (%s); dropping its link", _first_line(exc)
+                )
+        self._watchdog.drop()
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is not None and not self._conn.closed:
             return self._conn
-        conn = psycopg.connect(
+        conn = db.connect(
             self.dsn,
-            autocommit=True,
             connect_timeout=self.connect_timeout,
+            timeout=self.db_timeout,
             application_name="soundscape-ingest",
-            # A link that dies silently (GSM) is noticed in about two minutes, not hours.
-            keepalives=1,
-            keepalives_idle=60,
-            keepalives_interval=10,
-            keepalives_count=6,
         )
         try:
-            applied = db.migrate(conn)
+            with self._watchdog.step(conn, "checking the schema"):
+                applied = db.migrate(conn)
+                n = db.upsert_devices(conn, self.registry)
             if applied:
                 log.info("database schema migrated: %s", ", ".join(applied))
-            n = db.upsert_devices(conn, self.registry)
             if n:
                 log.info("device registry: %d devices mirrored into the devices table", n)
         except BaseException:
@@ -154,6 +167,12 @@ class Syncer:
                     report.results + part.results,
                     report.quarantined + part.quarantined,
                 )
+        except StepTimeout as exc:
+            self.close()
+            if self._cancelled:
+                return self._failed(report, "sync cancelled: link dropped", False)
+            self.stats.add("sync_timeouts")
+            return self._failed(report, f"sync timed out: {exc}", False)
         except psycopg.errors.QueryCanceled as exc:
             self.close()
             return self._failed(report, f"sync cancelled: {_first_line(exc)}", False)
@@ -201,7 +220,8 @@ class Syncer:
     def _store(self, conn: psycopg.Connection, batch: Batch) -> SyncReport:
         """Push a batch; split it when PostgreSQL refuses one of its values."""
         try:
-            pushed = db.push(conn, batch, self.source)
+            with self._watchdog.step(conn, f"storing {len(batch.results)} results"):
+                pushed = db.push(conn, batch, self.source)
         except db.REFUSED as exc:
             if len(batch.results) <= 1:
                 reason = _first_line(exc)

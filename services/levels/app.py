@@ -5,6 +5,9 @@ loop, and publishes levels and finished summaries; another computes acoustic ind
 the loop. Labels from inference feed the noise-event linker. A bad payload is logged with its
 topic and reason, counted (`rejected`) and skipped. A chunk seen again is dropped
 (`duplicates`); a late one gives its levels only (`late_chunks`): see `core`.
+
+Results wait in the durable outbox (`state_dir/<node_id>-outbox.sqlite3`, see `shared.outbox`)
+until the broker acknowledged them: one commit per measured chunk, before the next is measured.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import sqlite3
 import sys
 import time
 from collections import Counter
@@ -31,6 +35,7 @@ from shared.devices import DeviceRegistry
 from shared.errors import ConfigError, MessageError
 from shared.messages import AudioChunk, LabelsResult, Message
 from shared.mqtt import Incoming, MqttBus, Subscription
+from shared.outbox import Outbox, outbox_path
 from shared.runtime import serve, setup_logging
 from shared.settings import MqttSettings, RegistrySettings
 
@@ -47,7 +52,11 @@ class LevelsService:
     """The levels service: subscriptions, queues, workers and counters."""
 
     def __init__(
-        self, settings: LevelsSettings, mqtt: MqttSettings, registry: DeviceRegistry
+        self,
+        settings: LevelsSettings,
+        mqtt: MqttSettings,
+        registry: DeviceRegistry,
+        outbox: Outbox | None = None,
     ) -> None:
         cal, uncalibrated = settings.default_calibration()
         self.settings = settings
@@ -81,6 +90,7 @@ class LevelsService:
             ],
             handler=self.handle,
             counters=self.counters,
+            durable_outbox=outbox,
         )
         self.chunks: asyncio.Queue[tuple[AudioChunk, float]] = asyncio.Queue(settings.queue_size)
         self.queued_bytes = 0  # PCM bytes in `chunks`
@@ -89,7 +99,12 @@ class LevelsService:
 
     def counters(self) -> dict[str, int]:
         """Counters for the retained status."""
-        return {**self.stats, "devices": self.core.devices, "queued": self.chunks.qsize()}
+        return {
+            **self.stats,
+            "devices": self.core.devices,
+            "queued": self.chunks.qsize(),
+            "outbox": self.bus.pending,
+        }
 
     # --- incoming -----------------------------------------------------------------------------
     def reject(self, topic: str, reason: str) -> None:
@@ -215,7 +230,8 @@ class LevelsService:
             self.reject(AudioChunk.topic_for(self.prefix, chunk.device), str(exc))
         else:
             self.stats["chunks"] += 1
-            self._publish_output(out, time.monotonic())
+            with self.bus.batch():  # this chunk's results are on disk before the next starts
+                self._publish_output(out, time.monotonic())
 
     async def measure(self) -> None:
         """Measure chunks in arrival order; publish levels, summaries and due noise events."""
@@ -234,14 +250,16 @@ class LevelsService:
                 if now - last_tick >= TICK:
                     last_tick = now
                     idle = self.core.flush_idle(now, self.settings.idle_seconds)
-                    self._publish_flushed(idle, now)
+                    with self.bus.batch():
+                        self._publish_flushed(idle, now)
                 self._publish_events(self.linker.due(now))
         except asyncio.CancelledError:
             # Shutdown: what was measured is published (partial intervals show their coverage);
             # open indices windows are dropped, computing them would delay the exit.
             now = time.monotonic()
-            self._publish_flushed(self.core.flush_all(), now, jobs=False)
-            self._publish_events(self.linker.flush(now))
+            with self.bus.batch():
+                self._publish_flushed(self.core.flush_all(), now, jobs=False)
+                self._publish_events(self.linker.flush(now))
             raise
 
     async def indices(self) -> None:
@@ -264,9 +282,23 @@ class LevelsService:
         await serve(self.bus, self.measure(), self.indices())
 
 
-async def run(settings: LevelsSettings, mqtt: MqttSettings, registry: DeviceRegistry) -> None:
+async def run(
+    settings: LevelsSettings,
+    mqtt: MqttSettings,
+    registry: DeviceRegistry,
+    outbox: Outbox | None = None,
+) -> None:
     """Build the service inside the running loop and serve."""
-    await LevelsService(settings, mqtt, registry).run()
+    await LevelsService(settings, mqtt, registry, outbox).run()
+
+
+def open_outbox(settings: LevelsSettings) -> Outbox:
+    """The durable result outbox of this node (results a previous run left are sent first)."""
+    path = outbox_path(settings.state_dir, settings.node_id)
+    outbox = Outbox(path, int(settings.outbox_megabytes * 1e6))
+    if len(outbox):
+        log.info("levels: %d results from a previous run wait in %s", len(outbox), path)
+    return outbox
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,11 +333,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"soundscape levels: {exc}", file=sys.stderr)
         return 2
     setup_logging()
+    try:
+        outbox = open_outbox(settings)
+    except (OSError, sqlite3.Error) as exc:
+        log.error("cannot open the result outbox in %s: %s", settings.state_dir, exc)
+        return 2
     log.info(
         "levels: summary %gs, indices %gs, %d devices in the registry",
         settings.summary_seconds,
         settings.indices_seconds,
         len(registry.devices),
     )
-    asyncio.run(run(settings, mqtt, registry))
+    try:
+        asyncio.run(run(settings, mqtt, registry, outbox))
+    finally:
+        outbox.close()
     return 0

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.messages import Calibration, check_id
+from shared.outbox import outbox_megabytes_field
 from shared.settings import host_id
 
 
@@ -106,6 +109,12 @@ class LevelsSettings(BaseSettings):
     max_devices: int = Field(
         1000, ge=1, description="Most devices measured at once; audio from more is rejected"
     )
+    state_dir: Path = Field(
+        Path("~/.local/state/soundscape"),
+        description="Folder for this service's durable state (result outbox, stream "
+        "positions); never audio",
+    )
+    outbox_megabytes: float = outbox_megabytes_field()
 
     @field_validator("node_id")
     @classmethod
