@@ -1,7 +1,10 @@
 """`soundscape health --node NODE`: exit 0 when NODE's retained status is fresh and online.
 
 Used as the container health check: it asks the broker, so it checks what users see (the
-service is connected and its heartbeat is recent), not merely that a process exists.
+service is connected and its heartbeat is recent), not merely that a process exists. It
+connects with the service's broker settings (TLS included), as its own user when
+`SOUNDSCAPE_HEALTH_USERNAME` is set: with client ids bound to users, a check run as the
+service's user would take over the service's session.
 """
 
 from __future__ import annotations
@@ -12,10 +15,30 @@ import sys
 import time
 
 import aiomqtt
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.errors import MessageError
+from shared.errors import ConfigError, MessageError
 from shared.messages import Status
 from shared.settings import MqttSettings
+from shared.tls import client_tls_context
+
+
+class HealthSettings(BaseSettings):
+    """The account `soundscape health` uses. Environment prefix `SOUNDSCAPE_HEALTH_`."""
+
+    model_config = SettingsConfigDict(env_prefix="SOUNDSCAPE_HEALTH_", extra="ignore")
+
+    username: str | None = Field(
+        None, description="Broker user of the health check; unset: the service's MQTT user"
+    )
+    password: SecretStr | None = Field(None, description="Password for `username`")
+
+    def apply(self, mqtt: MqttSettings) -> MqttSettings:
+        """`mqtt` with this account in place of the service's, when one is set."""
+        if self.username is None:
+            return mqtt
+        return mqtt.model_copy(update={"username": self.username, "password": self.password})
 
 
 async def fetch_status(settings: MqttSettings, node: str, wait_s: float) -> Status | None:
@@ -26,6 +49,7 @@ async def fetch_status(settings: MqttSettings, node: str, wait_s: float) -> Stat
         username=settings.username,
         password=settings.password.get_secret_value() if settings.password else None,
         protocol=aiomqtt.ProtocolVersion.V5,
+        tls_context=client_tls_context(settings),
     ) as client:
         await client.subscribe(Status.topic_for(settings.topic_prefix, node), qos=1)
         try:
@@ -57,10 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node", required=True, help="device id or service node id")
     parser.add_argument("--wait", type=float, default=5.0, help="seconds to wait for a status")
     args = parser.parse_args(argv)
-    settings = MqttSettings()
+    settings = HealthSettings().apply(MqttSettings())
     try:
         status = asyncio.run(fetch_status(settings, args.node, args.wait))
-    except (aiomqtt.MqttError, MessageError) as exc:
+    except (aiomqtt.MqttError, MessageError, ConfigError) as exc:
         print(f"unhealthy: {exc}", file=sys.stderr)
         return 1
     ok, reason = verdict(status, time.time(), 3 * settings.status_interval)

@@ -17,6 +17,7 @@ from shared.contract_doc import type_name
 SETTINGS: list[tuple[str, str]] = [
     ("shared.settings", "MqttSettings"),
     ("shared.settings", "RegistrySettings"),
+    ("services.health", "HealthSettings"),
     ("services.capture.settings", "CaptureSettings"),
     ("services.inference.settings", "InferenceSettings"),
     ("services.levels.settings", "LevelsSettings"),

@@ -17,7 +17,6 @@ import contextlib
 import logging
 import random
 import sqlite3
-import ssl
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from paho.mqtt.properties import Properties
 from shared.messages import JSON, MSGPACK, Message, Status
 from shared.outbox import Entry, Outbox
 from shared.settings import MqttSettings
+from shared.tls import client_tls_context
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ class MqttBus:
             keepalive=s.keepalive,
             clean_start=self.clean_start,
             properties=connect_props,
-            tls_context=ssl.create_default_context() if s.tls else None,
+            tls_context=client_tls_context(s),
         )
 
     async def run(self) -> None:

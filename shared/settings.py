@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.messages.base import check_prefix
@@ -33,6 +33,13 @@ class MqttSettings(BaseSettings):
     username: str | None = Field(None, description="User name; none for anonymous access")
     password: SecretStr | None = Field(None, description="Password for `username`")
     tls: bool = Field(False, description="Connect with TLS using the system CA store")
+    ca_file: Path | None = Field(
+        None, description="CA certificate (PEM) to verify the broker with; implies TLS"
+    )
+    cert_file: Path | None = Field(
+        None, description="Client certificate (PEM) for brokers that ask for one; needs key_file"
+    )
+    key_file: Path | None = Field(None, description="Private key (PEM) of `cert_file`")
     keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds")
     topic_prefix: str = Field("soundscape", description="First topic level(s) of every topic")
     results_format: Literal["msgpack", "json"] = Field(
@@ -48,6 +55,17 @@ class MqttSettings(BaseSettings):
     @classmethod
     def _prefix(cls, value: str) -> str:
         return check_prefix(value)
+
+    @model_validator(mode="after")
+    def _client_cert(self) -> Self:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: set both or neither")
+        return self
+
+    @property
+    def uses_tls(self) -> bool:
+        """True when the connection is TLS (asked for, or implied by a CA or client cert)."""
+        return self.tls or self.ca_file is not None or self.cert_file is not None
 
 
 class RegistrySettings(BaseSettings):

@@ -18,7 +18,6 @@ duplicates) and acknowledged then.
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +32,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from shared.messages import MSGPACK, Status
 from shared.settings import MqttSettings
+from shared.tls import client_tls_context
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,9 @@ class Link:
         if settings.username:
             password = settings.password.get_secret_value() if settings.password else None
             client.username_pw_set(settings.username, password)
-        if settings.tls:
-            client.tls_set_context(ssl.create_default_context())
+        tls = client_tls_context(settings)
+        if tls is not None:
+            client.tls_set_context(tls)
         offline = status("offline")
         client.will_set(
             offline.topic(settings.topic_prefix),
