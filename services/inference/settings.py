@@ -140,6 +140,12 @@ class InferenceSettings(BaseSettings):
     share_group: str = Field(
         "inference", description="Shared subscription group: workers in one group split audio"
     )
+    sole_worker: bool = Field(
+        True,
+        description="This worker alone classifies its devices' audio: chunks it never gets "
+        "are lost audio, reported as audio_missing and, after a restart, service_down gaps. "
+        "Set false when several workers split the audio (they get each other's chunks)",
+    )
     devices: list[str] = Field(
         default_factory=list,
         description="Classify only these devices' audio; empty: every device",
@@ -149,6 +155,11 @@ class InferenceSettings(BaseSettings):
         ge=1,
         le=1_000_000,
         description="Devices whose partial windows are kept; beyond, the least recent is reset",
+    )
+    state_dir: Path = Field(
+        Path("~/.local/state/soundscape"),
+        description="Folder for this service's durable state (result outbox, stream "
+        "positions); never audio",
     )
 
     @field_validator("node_id", "share_group")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -105,6 +107,11 @@ class LevelsSettings(BaseSettings):
     )
     max_devices: int = Field(
         1000, ge=1, description="Most devices measured at once; audio from more is rejected"
+    )
+    state_dir: Path = Field(
+        Path("~/.local/state/soundscape"),
+        description="Folder for this service's durable state (result outbox, stream "
+        "positions); never audio",
     )
 
     @field_validator("node_id")

@@ -50,7 +50,7 @@ CONTRACT = {
     "sync_id sync_time",
     "noise_events": "device window_start window_duration threshold_db laeq_db lamax_db classes "
     "sync_id sync_time",
-    "gaps": "id device kind first_start last_start count recorded_at sync_id sync_time",
+    "gaps": "id device kind first_start last_start count recorded_at sync_id sync_time node",
 }
 
 
@@ -81,7 +81,12 @@ def _close_syncers() -> Iterator[None]:
 
 def test_migrations_create_the_contract_tables_once(database: str) -> None:
     with psycopg.connect(database, autocommit=True) as conn:
-        assert db.migrate(conn) == ["0001_schema", "0002_timescale", "0003_indices_coverage"]
+        assert db.migrate(conn) == [
+            "0001_schema",
+            "0002_timescale",
+            "0003_indices_coverage",
+            "0004_gap_reports",
+        ]
         assert db.migrate(conn) == []
         columns: dict[str, set[str]] = {}
         for table, column in conn.execute(
