@@ -10,10 +10,12 @@ a chunk is:
     continuous  the next sequence number, starting where the last chunk ended (± tolerance)
     jump        the next sequence number, elsewhere in time: capture's own discontinuity
                 (lost samples, a clock step), which capture reports itself
-    hole        a later sequence number: chunks went missing on the way (capture's outbox
-                full, the broker or a link dropped QoS 0 audio) or while this service was down
-    late        an earlier sequence number (not 0 where `seq_zero_restarts`) that starts up to
-                `late_horizon` seconds before the last chunk ended: a repeat or out of order
+    hole        a later sequence number, not earlier in time: chunks went missing on the way
+                (capture's outbox full, the broker or a link dropped QoS 0 audio) or while
+                this service was down
+    late        not the next sequence number (and not 0 where `seq_zero_restarts`), starting
+                up to `late_horizon` seconds before the last chunk ended: a repeat, out of
+                order, or a straggler of capture's previous run
     restart     anything else: capture restarted (seq back to 0), the rate changed, a stream
                 far behind
 
@@ -78,11 +80,11 @@ def judge(
     expected = prev.seq + 1
     if seq == expected:
         return "continuous" if abs(start - prev.end) <= tolerance else "jump"
-    if seq > expected:
-        return "hole"
     behind = prev.end - start
     if (seq > 0 or not seq_zero_restarts) and tolerance < behind <= late_horizon:
-        return "late"
+        return "late"  # audio from before the last chunk's end cannot be new, whatever its seq
+    if seq > expected and behind <= tolerance:
+        return "hole"
     return "restart"
 
 
