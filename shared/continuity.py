@@ -125,6 +125,7 @@ class Streams:
         self._restored: set[str] = set()
         self._restored_at = 0.0
         self._dirty: set[str] = set()
+        self._skipped: dict[str, set[int]] = {}
 
     def __len__(self) -> int:
         return len(self._pos)
@@ -140,6 +141,13 @@ class Streams:
             self._restored.add(device)
         self._restored_at = started
         self._bound()
+
+    def skip(self, device: str, seq: int) -> None:
+        """This service dropped chunk `seq` itself (and reported it): when the stream moves
+        past it, it is not audio that never arrived."""
+        marks = self._skipped.setdefault(device, set())
+        if len(marks) < 100_000:
+            marks.add(seq)
 
     def step(self, device: str, seq: int, start: float, end: float, rate: int) -> Step:
         """Judge a chunk and move the device's position on (not for a late chunk)."""
@@ -172,10 +180,20 @@ class Streams:
         reports; a continuous, late or first chunk loses nothing.
         """
         prev = step.previous
+        passed: set[int] = set()
+        if step.kind != "late" and device in self._skipped:
+            marks = self._skipped.pop(device)
+            passed = {m for m in marks if m < seq}
+            if len(passed) < len(marks):
+                self._skipped[device] = marks - passed  # dropped chunks still ahead
         if prev is None or step.kind in ("first", "continuous", "late", "jump"):
             return None
         end = step.start
         count: int | None = seq - prev.seq - 1 if step.kind == "hole" else None
+        if count is not None and passed:
+            count -= len({m for m in passed if m > prev.seq})
+            if count <= 0:
+                return None  # every missing chunk was dropped here, and reported as such
         if step.resumed:
             if step.kind == "restart":
                 end = min(end, max(prev.end, self._restored_at))

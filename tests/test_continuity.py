@@ -73,6 +73,18 @@ def test_capture_losses_late_chunks_and_restarts_are_not_this_services_loss() ->
     assert s.get("yor") == Position(0, T0 + 21, RATE)
 
 
+def test_chunks_this_service_dropped_itself_are_not_missing() -> None:
+    s = streams()
+    feed(s, [(0, T0), (1, T0 + 1)])
+    for seq in (2, 3, 5):  # dropped on overload (reported as such) while 4 and 6 wait
+        s.skip("yor", seq)
+    assert feed(s, [(4, T0 + 4)]) == []
+    assert feed(s, [(6, T0 + 6)]) == []  # the mark for 5 was kept for it
+    assert feed(s, [(9, T0 + 9)]) == [Lost("yor", T0 + 7, T0 + 9, "audio_missing", 2)]
+    s.skip("yor", 10)
+    assert feed(s, [(12, T0 + 12)]) == [Lost("yor", T0 + 10, T0 + 12, "audio_missing", 1)]
+
+
 def test_with_a_shared_subscription_a_hole_is_not_a_loss() -> None:
     assert feed(streams(holes=False), [(0, T0), (2, T0 + 2)]) == []
 

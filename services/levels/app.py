@@ -141,6 +141,7 @@ class LevelsService:
         except asyncio.QueueFull:
             self.stats["dropped"] += 1
             self._lost(Lost(chunk.device, chunk.start, chunk.end, "levels_overload", 1))
+            self.core.streams.skip(chunk.device, chunk.seq)
             if self.stats["dropped"] % 100 == 1:
                 log.warning(
                     "measurement queue full (%d chunks, %.1f MB): dropped %d chunks so far",

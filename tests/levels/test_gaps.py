@@ -42,11 +42,15 @@ def test_the_core_says_which_audio_never_arrived() -> None:
     assert core.process(chunk(7)).lost == Lost("yor", T0 + 6, T0 + 7, "audio_missing", 1)
 
 
-def test_overload_drops_are_one_merged_report(tmp_path: Path) -> None:
+async def test_overload_drops_are_one_merged_report(tmp_path: Path) -> None:
     svc = service(tmp_path, queue_size=2)
     for seq in range(5):
         svc._enqueue(chunk(seq))
     assert svc.stats["dropped"] == 3
+    # what was queued is measured; the dropped chunks are not reported a second time as missing
+    while not svc.chunks.empty():
+        await svc._measure_chunk(svc.chunks.get_nowait()[0], 0.0)
+    await svc._measure_chunk(chunk(5), 0.0)
     (gap,) = svc.gaps.flush()
     assert (gap.cause, gap.node, gap.start, gap.end, gap.count) == (
         "levels_overload",
