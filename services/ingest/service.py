@@ -221,7 +221,9 @@ class Ingest:
                     return
                 log.error("spool %s: %s; retrying in 1 s", self.settings.spool, exc)
                 time.sleep(1.0)
-        self.stats.add("received", len(batch))
+        broker = sum(d.topic.startswith("$SYS/") for d in batch)
+        self.stats.add("received", len(batch) - broker)
+        self.stats.add("broker_received", broker)
         self.stats.add("spooled", outcome.stored)
         self.stats.add("duplicates", outcome.duplicates)
         self.stats.add("dropped", outcome.dropped)
@@ -235,8 +237,9 @@ class Ingest:
                 gap.first_start,
                 gap.last_start,
             )
-        unacked = sum(not self.link.ack(d) for d in batch)
-        self.stats.add("acked", len(batch) - unacked)
+        # the broker's own messages are acknowledged too, but only results count as acked
+        acked = sum(self.link.ack(d) and not d.topic.startswith("$SYS/") for d in batch)
+        self.stats.add("acked", acked)
 
     async def _sync_loop(self, syncing: ThreadPoolExecutor) -> None:
         while True:

@@ -3,6 +3,8 @@ turns rises of the broker's `$SYS` drop counter into gap rows."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from pathlib import Path
 
 import msgpack
@@ -23,7 +25,9 @@ from services.ingest.core import (
 from services.ingest.spool import Spool
 from services.ingest.sync import Syncer
 from shared.messages import JSON, MSGPACK, GapCause, GapReport
-from tests.ingest.helpers import NOW, T0, rows, ts
+from shared.settings import MqttSettings
+from tests.ingest.helpers import NOW, T0, Publisher, count, rows, ts
+from tests.ingest.test_service import running, settings, until
 
 PREFIX = "p"
 
@@ -128,4 +132,26 @@ def test_gap_reports_delivered_twice_are_stored_once(database: str, tmp_path: Pa
         ("yor", "service_down", "levels-1", ts(T0), ts(T0 + 30), 30),
         ("*", "broker_dropped", "broker", ts(T0), ts(T0 + 10), 3),
         ("yor", "inference_overload", "inf-1", ts(T0 + 100), ts(T0 + 130), 30),
+    ]
+
+
+@pytest.mark.integration
+async def test_ingest_reads_the_brokers_sys_topics_and_stores_gap_reports(
+    tmp_path: Path, mqtt_settings: MqttSettings, database: str, prefix: str
+) -> None:
+    pub = await asyncio.to_thread(Publisher, mqtt_settings.port, prefix, f"pub-{uuid.uuid4()}")
+    gap = GapReport(
+        device="yor", start=T0, end=T0 + 4, cause="capture_restart", node="yor", count=64000
+    )
+    async with running(settings(tmp_path, database), mqtt_settings) as ingest:
+        for _ in range(2):  # delivered twice
+            await asyncio.to_thread(pub.publish, gap)
+        await asyncio.to_thread(pub.close)
+        await until("the gap stored", lambda: count(database, "gaps") == 1)
+        # the broker's retained uptime arrives at once on subscribing
+        await until("$SYS read", lambda: ingest.stats.snapshot().get("broker_received", 0) > 0)
+        counters = ingest.stats.snapshot()
+    assert counters["received"] == counters["acked"] == 2
+    assert rows(database, "SELECT kind, node, count FROM gaps") == [
+        ("capture_restart", "yor", 64000)
     ]
