@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from services.capture.core import CapturePipeline, LiveBlock, SourceStopped
+from services.capture.settings import CaptureSettings
 from shared.messages import GapReport
+from shared.settings import MqttSettings
+from tests.capture.helpers import capturing, fake_arecord, listening
 
 RATE = 16000
 WALL = 1_764_399_960.0
@@ -55,3 +60,24 @@ def test_a_clock_resync_is_not_a_gap() -> None:
     run(p, [0.1 * i for i in range(1, 11)])
     p.handle(LiveBlock(b"\0\0" * BLOCK, 1.1, WALL + 1.1 + 5.0))  # NTP stepped the wall clock
     assert p.take_gaps() == [] and p.counters["resyncs"] == 1
+
+
+@pytest.mark.integration
+async def test_a_hung_arecord_is_published_as_a_capture_stall_gap(
+    mqtt_settings: MqttSettings, tmp_path: Path
+) -> None:
+    arecord = fake_arecord("--freeze-after", "0.5", "--once", str(tmp_path / "froze"))
+    settings = CaptureSettings(
+        device_id="yor", arecord=arecord, chunk_seconds=0.25, retry_min=0.2, retry_max=0.5,
+        stall_timeout=0.6,
+    )  # fmt: skip
+    async with listening(mqtt_settings, "yor") as got, capturing(settings, mqtt_settings):
+        await got.wait(lambda g: g.gaps and g.chunks[-1].start >= g.gaps[0].end - 1e-6)
+    (gap,) = got.gaps
+    after = next(c for c in got.chunks if c.start >= gap.end - 1e-6)
+    assert (gap.cause, gap.node, gap.device) == ("capture_stall", "yor", "yor")
+    # from where the audio before the stall ended to where the restarted arecord's began
+    before = max((c for c in got.chunks if c.seq < after.seq), key=lambda c: c.seq)
+    assert gap.start == pytest.approx(before.end, abs=0.3)
+    assert gap.end == pytest.approx(after.start, abs=1e-6)
+    assert gap.count == pytest.approx((gap.end - gap.start) * RATE, abs=2)
