@@ -1,9 +1,10 @@
-"""Audio that arrived while levels was down is a gap row: levels killed with SIGKILL while a
-sensor keeps sending, restarted, and ingest stores a `service_down` gap in PostgreSQL that
-covers every chunk sent while it was down."""
+"""Audio that arrived while levels or inference was down is a gap row: the service killed with
+SIGKILL while a sensor keeps sending, restarted, and ingest stores a `service_down` gap in
+PostgreSQL that covers every chunk sent while it was down."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -15,11 +16,11 @@ from typing import cast
 
 import pytest
 
+from services.inference.settings import default_yamnet_dir
 from shared.messages import AudioChunk
 from shared.settings import MqttSettings
 from tests.ingest.helpers import (
     Publisher,
-    count,
     ingest_cmd,
     ingest_env,
     rows,
@@ -33,7 +34,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 T0 = 1_764_400_000.0
 RATE = 16000
 PACE = 0.05  # seconds between chunks: 1 s of audio every 50 ms
-LEVELS_NODE = "levels-gaps"
+NODE = "lost-gaps"
 
 
 class Sensor:
@@ -77,18 +78,41 @@ def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
                 proc.wait(5)
 
 
-def start_levels(port: int, prefix: str, log: Path) -> subprocess.Popen[bytes]:
-    env = ingest_env(port, prefix)  # SOUNDSCAPE_LEVELS_STATE_DIR comes from the conftest
-    cmd = [sys.executable, "-m", "services.levels", "--node-id", LEVELS_NODE]
+#: service -> (its command, the table its results go to)
+SERVICES = {
+    "levels": ([sys.executable, "-m", "services.levels", "--node-id", NODE], "levels"),
+    "inference": (
+        [
+            *(sys.executable, "-m", "services.inference", "--node-id", NODE),
+            *("--backend", "yamnet", "--no-shared", "--threads", "1"),
+        ],
+        "detections",
+    ),
+}
+
+
+def start(service: str, port: int, prefix: str, log: Path) -> subprocess.Popen[bytes]:
+    # SOUNDSCAPE_{LEVELS,INFERENCE}_STATE_DIR come from the conftest
+    env = ingest_env(port, prefix, SOUNDSCAPE_INFERENCE_YAMNET_DIR=str(yamnet_folder()))
     with log.open("ab") as out:
-        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(SERVICES[service][0], env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def stored_seqs(dsn: str) -> list[int]:
-    return [int(s) for (s,) in rows(dsn, "SELECT window_seq FROM levels ORDER BY 1")]  # type: ignore[call-overload]
+def yamnet_folder() -> Path:
+    """The YAMNet model, as the inference tests get it (fetched once into a cache folder)."""
+    from services.inference.yamnet_fetch import fetch
+
+    return fetch(Path(os.environ.get("SOUNDSCAPE_INFERENCE_YAMNET_DIR") or default_yamnet_dir()))
 
 
-def test_levels_killed_and_restarted_leaves_a_service_down_gap_row(
+def stored_seqs(dsn: str, table: str) -> list[int]:
+    got = rows(dsn, f"SELECT DISTINCT window_seq FROM {table} ORDER BY 1")
+    return [cast(int, s) for (s,) in got]
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+def test_killed_and_restarted_leaves_a_service_down_gap_row(
+    service: str,
     tmp_path: Path,
     mqtt_settings: MqttSettings,
     database: str,
@@ -115,17 +139,19 @@ def test_levels_killed_and_restarted_leaves_a_service_down_gap_row(
             )
         )
     wait_online(port, prefix, "gaps-ingest")
-    procs.append(start_levels(port, prefix, tmp_path / "levels.log"))
-    wait_online(port, prefix, LEVELS_NODE)
+    table = SERVICES[service][1]
+    service_log = tmp_path / f"{service}.log"
+    procs.append(start(service, port, prefix, service_log))
+    wait_online(port, prefix, NODE)
     sensor = Sensor(port, prefix)
     try:
-        wait_for("levels measured and stored", lambda: count(database, "levels") >= 30, 60)
+        wait_for("results stored", lambda: len(stored_seqs(database, table)) >= 30, 60)
         time.sleep(1.5)  # at least one save of the stream position since
         procs[-1].kill()  # SIGKILL: no shutdown save
         procs[-1].wait(10)
         down_from = sensor.sent  # every chunk from here on reaches no levels process
         time.sleep(2.0)
-        procs.append(start_levels(port, prefix, tmp_path / "levels.log"))
+        procs.append(start(service, port, prefix, service_log))
         wait_for(
             "a service_down gap stored",
             lambda: bool(rows(database, "SELECT 1 FROM gaps WHERE kind = 'service_down'")),
@@ -139,8 +165,8 @@ def test_levels_killed_and_restarted_leaves_a_service_down_gap_row(
         "extract(epoch FROM last_start)::float8, count FROM gaps WHERE kind = 'service_down'",
     )
     first, last = cast(float, first_s), cast(float, last_s)
-    assert (device, node) == ("yor", LEVELS_NODE)
-    seqs = stored_seqs(database)
+    assert (device, node) == ("yor", NODE)
+    seqs = stored_seqs(database, table)
     resumed = min(s for s in seqs if s >= down_from)  # first chunk measured after the restart
     # The gap covers every chunk sent while levels was down, and ends where it resumed ...
     assert first <= T0 + down_from
@@ -151,5 +177,5 @@ def test_levels_killed_and_restarted_leaves_a_service_down_gap_row(
     before = [s for s in seqs if s < down_from]
     assert first >= T0 + max(before) + 1 - (1.5 / PACE)
     assert rows(database, "SELECT count(*) FROM gaps WHERE kind = 'service_down'") == [(1,)]
-    for name in ("ingest.log", "levels.log"):
-        assert "Traceback" not in (tmp_path / name).read_text(), name
+    for path in (tmp_path / "ingest.log", service_log):
+        assert "Traceback" not in path.read_text(), path.name
