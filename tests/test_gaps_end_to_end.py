@@ -65,6 +65,17 @@ class Sensor:
 
 
 @pytest.fixture
+def statuses_cleared(mqtt_settings: MqttSettings) -> Iterator[None]:
+    """After the processes stopped (request before `procs`): their retained statuses gone."""
+    yield
+    pub = Publisher(mqtt_settings.port, mqtt_settings.topic_prefix, f"clear-{uuid.uuid4().hex}")
+    for node in ("gaps-ingest", NODE):
+        info = pub.client.publish(f"{mqtt_settings.topic_prefix}/{node}/status", b"", 1, True)
+        info.wait_for_publish(5)
+    pub.close()
+
+
+@pytest.fixture
 def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
     yield started
@@ -117,6 +128,7 @@ def test_killed_and_restarted_leaves_a_service_down_gap_row(
     mqtt_settings: MqttSettings,
     database: str,
     state_dir: Path,
+    statuses_cleared: None,
     procs: list[subprocess.Popen[bytes]],
 ) -> None:
     port, prefix = mqtt_settings.port, mqtt_settings.topic_prefix

@@ -151,7 +151,15 @@ async def test_ingest_reads_the_brokers_sys_topics_and_stores_gap_reports(
         # the broker's retained uptime arrives at once on subscribing
         await until("$SYS read", lambda: ingest.stats.snapshot().get("broker_received", 0) > 0)
         counters = ingest.stats.snapshot()
+    await asyncio.to_thread(clear_retained, mqtt_settings.port, f"{prefix}/test-ingest/status")
     assert counters["received"] == counters["acked"] == 2
     assert rows(database, "SELECT kind, node, count FROM gaps") == [
         ("capture_restart", "yor", 64000)
     ]
+
+
+def clear_retained(port: int, topic: str) -> None:
+    """Remove a retained message this test caused (an empty retained payload)."""
+    pub = Publisher(port, "unused", f"clear-{uuid.uuid4()}")
+    pub.client.publish(topic, b"", 1, True).wait_for_publish(5)
+    pub.close()
