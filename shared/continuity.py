@@ -22,8 +22,9 @@ a chunk is:
 `Streams` keeps the positions (bounded, least recently heard dropped first) and says, with
 `gap_of`, which steps are audio this service lost: a `hole` while it ran (`audio_missing`),
 and, for the first chunk of a device after the positions were restored from disk at a start,
-anything that left time unaccounted for (`service_down`). `GapCollector` merges a service's
-losses of one device and cause into few `GapReport`s.
+anything that left time unaccounted for (`service_down`); chunks the service dropped itself
+(`skip`, reported with their own cause) are not counted again as missing. `GapCollector`
+merges a service's losses of one device and cause into few `GapReport`s.
 """
 
 from __future__ import annotations
@@ -220,6 +221,7 @@ class Streams:
         while len(self._pos) > self.max_devices:
             device, _ = self._pos.popitem(last=False)
             self._restored.discard(device)
+            self._skipped.pop(device, None)
 
 
 @dataclass
