@@ -15,6 +15,7 @@ from pydantic.fields import FieldInfo
 
 from shared.messages import (
     AudioChunk,
+    GapReport,
     IndicesResult,
     LabelsResult,
     LevelsResult,
@@ -31,6 +32,7 @@ MESSAGES: list[type[Message]] = [
     LevelsSummary,
     IndicesResult,
     NoiseEvent,
+    GapReport,
     Status,
 ]
 

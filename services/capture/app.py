@@ -121,6 +121,8 @@ async def capture(
         gaps = pipeline.counters["gaps"]
         for chunk in pipeline.handle(event):
             bus.publish(chunk)
+        for report in pipeline.take_gaps():
+            bus.publish(report)
         if pipeline.counters["gaps"] != gaps:
             bus.set_health(bus.health_state, pipeline.last_gap, now=True)
         while source.paced_by_outbox and bus.pending > REPLAY_OUTBOX_HIGH:

@@ -6,7 +6,8 @@
 A source (arecord, a file replay, the synthetic demo) turns what it reads into the events
 below; `CapturePipeline.handle()` turns each event into the chunks to publish and keeps the
 counters that go into the retained status. Gaps (lost samples, source restarts) are counted,
-logged once each, and described in `last_gap`.
+logged once each, described in `last_gap`, and kept as `GapReport`s for the caller to publish
+(`take_gaps`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from shared.messages import AudioChunk
+from shared.messages import AudioChunk, GapCause, GapReport
 from shared.messages.audio import MAX_CHUNK_SECONDS
 from shared.messages.window import MAX_EPOCH, MIN_EPOCH
 
@@ -49,6 +50,8 @@ class SourceStopped:
     """The live source ended (process exited, device gone); a restart may follow."""
 
     reason: str
+    stalled: bool = False
+    """It was stopped because it sent nothing for too long (a stall), not by itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,8 @@ class CapturePipeline:
         self.quality = quality
         self.counters: Counter[str] = Counter()
         self.last_gap: str | None = None
+        self._gaps: list[GapReport] = []
+        self._stalled = False  # the source's last stop was a stall
         self._frames = chunk_frames(chunk_seconds, rate)
         self._gap_tolerance = gap_tolerance
         self._drift_limit = drift_limit
@@ -137,6 +142,11 @@ class CapturePipeline:
         else:
             cuts = self._stopped(event)
         return self._chunks(cuts)
+
+    def take_gaps(self) -> list[GapReport]:
+        """Gap reports made since the last call, oldest first (to publish)."""
+        out, self._gaps = self._gaps, []
+        return out
 
     def finish(self) -> list[AudioChunk]:
         """Flush everything still held (end of replay, shutdown)."""
@@ -178,7 +188,10 @@ class CapturePipeline:
             # still holds back (its filter delay): stamped after it, it would be late.
             cuts += self._drain()
         if check.lost_frames or check.restarted:
-            self._gap(check.lost_frames, check.block_start, check.reason)
+            cause: GapCause = "capture_lost_samples"
+            if check.restarted:
+                cause = "capture_stall" if self._stalled else "capture_restart"
+            self._gap(check.lost_frames, check.block_start, check.reason, cause)
         elif check.shift:
             self.counters["resyncs"] += 1
             log.warning("%s: %s", self.device, check.reason)
@@ -186,17 +199,30 @@ class CapturePipeline:
             cuts += self.chunker.restart(check.block_start)
         return cuts + self._feed(pcm)
 
-    def _gap(self, lost_frames: int, at: float, reason: str) -> None:
+    def _gap(self, lost_frames: int, at: float, reason: str, cause: GapCause) -> None:
         lost = round(lost_frames * self.rate / self.in_rate)
         self.counters["gaps"] += 1
         self.counters["samples_lost"] += lost
         self.last_gap = f"gap before {_utc(at)}: {reason}"
         log.warning("%s: gap of %d samples before %s (%s)", self.device, lost, _utc(at), reason)
+        start = at - lost_frames / self.in_rate
+        if lost_frames > 0 and start >= MIN_EPOCH and at <= MAX_EPOCH:
+            self._gaps.append(
+                GapReport(
+                    device=self.device,
+                    start=start,
+                    end=at,
+                    cause=cause,
+                    node=self.device,
+                    count=lost,
+                )
+            )
 
     def _stopped(self, event: SourceStopped) -> list[Cut]:
         cuts = self._drain()
         self._carry.clear()
         self.clock.stop()
+        self._stalled = event.stalled
         self.counters["restarts"] += 1
         log.info("%s: source stopped (%s)", self.device, event.reason)
         return cuts

@@ -138,8 +138,9 @@ class ArecordSource:
                 log.info("recording from ALSA device %s", device)
                 self.device = device
             started = time.monotonic()
+            stalls = self.counters["stalls"]
             reason = await self._record(device, sink)
-            await sink(SourceStopped(reason))
+            await sink(SourceStopped(reason, stalled=self.counters["stalls"] > stalls))
             if time.monotonic() - started > HEALTHY_RUN_S:
                 delays = backoff_delays(s.retry_min, s.retry_max)
             delay = next(delays)

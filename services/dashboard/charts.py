@@ -171,6 +171,39 @@ def top_classes_figure(classes: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def gaps_figure(by_cause: pd.DataFrame) -> go.Figure:
+    """Stacked horizontal bars: per device, the seconds of the range lost, by cause."""
+    title = "Time lost, by cause"
+    if by_cause.empty:
+        return _empty(title, "No gaps recorded in this range")
+    devices = sorted(by_cause["device"].unique(), reverse=True)  # first device on top
+    fig = go.Figure()
+    for i, (kind, rows) in enumerate(by_cause.groupby("kind", sort=True)):
+        seconds = rows.set_index("device")["seconds"].reindex(devices).fillna(0.0)
+        counts = rows.set_index("device")["gaps"].reindex(devices).fillna(0).astype(int)
+        fig.add_trace(
+            go.Bar(
+                x=seconds,
+                y=devices,
+                name=str(kind),
+                orientation="h",
+                marker={"color": _colour(i)},
+                customdata=counts.to_numpy(),
+                hovertemplate="%{y}: %{x:.0f} s lost in %{customdata} gap(s)<extra>"
+                + str(kind)
+                + "</extra>",
+            )
+        )
+    fig.update_layout(
+        title=title,
+        barmode="stack",
+        xaxis_title="seconds (device * is the broker)",
+        height=max(250, 40 * len(devices) + 150),
+        margin={"l": 10},
+    )
+    return fig
+
+
 def indices_figure(indices: pd.DataFrame, bucket: timedelta) -> go.Figure:
     """One small chart per acoustic index that has values, one line per device."""
     title = f"Acoustic indices, mean per {describe_bucket(bucket)}"

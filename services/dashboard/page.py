@@ -219,6 +219,8 @@ def show_extras(conn: Any, devices: list[str], span: core.TimeRange, bucket: tim
             if found.empty:
                 st.success("No gaps recorded in this range.")
             else:
+                by_cause = queries.gaps_by_cause(conn, devices, span.start, span.end)
+                st.plotly_chart(charts.gaps_figure(by_cause), key="gaps_by_cause")
                 st.dataframe(
                     found,
                     hide_index=True,

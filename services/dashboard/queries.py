@@ -297,24 +297,58 @@ def noise_events(
     )
 
 
+#: `gaps.device` of the broker's own drops (it does not say whose messages): shown with every
+#: selection of devices.
+BROKER_DEVICE: Final = "*"
+
+
 def gaps(
     conn: Connection, devices: Sequence[str], start: datetime, end: datetime, limit: int
 ) -> pd.DataFrame:
-    """Recorded gaps (results known to be lost) that overlap the range, newest first.
+    """Recorded gaps (audio or results known to be lost) that overlap the range, newest first;
+    the broker's drops (device `*`) with any selection.
 
-    Columns: first_start, last_start, device, kind, count, recorded_at.
+    Columns: first_start, last_start, device, kind (the cause), node (who lost it), count,
+    recorded_at. (`node` is read through to_jsonb so that a database not yet migrated by
+    ingest, without the column, still shows its gaps.)
     """
     return _frame(
         conn,
         """
-        SELECT first_start, last_start, device, kind, count, recorded_at
-        FROM gaps
-        WHERE device = ANY(%(devices)s)
+        SELECT first_start, last_start, device, kind, to_jsonb(g) ->> 'node' AS node, count,
+               recorded_at
+        FROM gaps g
+        WHERE (device = ANY(%(devices)s) OR device = %(broker)s)
           AND first_start < %(end)s AND last_start >= %(start)s
         ORDER BY last_start DESC, id DESC
         LIMIT %(limit)s
         """,
-        {**_range(devices, start, end), "limit": limit},
+        {**_range(devices, start, end), "limit": limit, "broker": BROKER_DEVICE},
+    )
+
+
+def gaps_by_cause(
+    conn: Connection, devices: Sequence[str], start: datetime, end: datetime
+) -> pd.DataFrame:
+    """Per device and cause, the gaps that overlap the range: how many, and the seconds of
+    the range they cover (each gap clipped to the range; overlapping gaps of one device and
+    cause, e.g. from two services, count once each).
+
+    Columns: device, kind, gaps, seconds.
+    """
+    return _frame(
+        conn,
+        """
+        SELECT device, kind, count(*) AS gaps,
+               sum(extract(epoch FROM least(last_start, %(end)s)
+                                      - greatest(first_start, %(start)s)))::float8 AS seconds
+        FROM gaps
+        WHERE (device = ANY(%(devices)s) OR device = %(broker)s)
+          AND first_start < %(end)s AND last_start >= %(start)s
+        GROUP BY device, kind
+        ORDER BY device, kind
+        """,
+        {**_range(devices, start, end), "broker": BROKER_DEVICE},
     )
 
 

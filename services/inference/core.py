@@ -7,7 +7,9 @@ No I/O here: the adapter (`service.py`) feeds chunks in and publishes what comes
 - `WindowAssembler` joins consecutive chunks of one device into windows of any length and
   hop. A gap in the sequence numbers, or in time (capture keeps seq contiguous across a gap
   in its audio), resets that device's assembly (the partial window is discarded) and is
-  counted: audio is QoS 0, so losses are expected and made visible.
+  counted: audio is QoS 0, so losses are expected and made visible. Where each device's
+  stream is, and which chunks are lost audio (`take_lost`), is `shared.continuity`'s
+  `Streams`, whose positions the service saves across restarts.
 - `WindowQueue` holds windows waiting for the model; when full it drops the oldest.
 - `classify()` runs a `Classifier` on a batch and turns each score vector into a
   `LabelsResult` (top-k labels, `speech_present` from the full vector).
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import soxr
 
+from shared.continuity import Lost, Streams
 from shared.contracts import Classifier
 from shared.messages import AudioChunk, LabelScore, LabelsResult
 
@@ -54,16 +57,15 @@ class _Mark:
 #: still continuous audio, s. Capture's starts follow from sample counts (float rounding
 #: only); its own discontinuities (lost samples, clock steps, resyncs) are >= 0.25 s.
 CONTINUITY_TOLERANCE_S = 0.02
-#: How far below the expected sequence number a chunk that is not new audio (earlier in
-#: time) counts as a duplicate or a late arrival, dropped, rather than as capture restarting.
-LATE_SEQ = 8
+#: How far (s) before the end of a device's latest chunk an earlier-numbered chunk (not 0)
+#: may start and count as a duplicate or a late arrival, dropped, rather than as capture
+#: restarting (about 8 chunks of 1 s).
+LATE_HORIZON_S = 8.0
 
 
 @dataclass(slots=True)
 class _DeviceState:
     rate: int
-    next_seq: int
-    end: float  #: time just after the last sample received, Unix seconds
     buffer: np.ndarray
     marks: list[_Mark] = field(default_factory=list)
     skip: int = 0  #: samples still to discard before the next window (hop > window)
@@ -79,14 +81,33 @@ class WindowAssembler:
     expected number that lies in the past (delivered twice, or late) is dropped and counted.
     """
 
-    def __init__(self, window_s: float, hop_s: float | None = None, max_devices: int = 1_000):
+    def __init__(
+        self,
+        window_s: float,
+        hop_s: float | None = None,
+        max_devices: int = 1_000,
+        holes: bool = True,
+    ):
         if window_s <= 0 or (hop_s is not None and hop_s <= 0):
             raise ValueError("window and hop must be positive")
         self.window_s = window_s
         self.hop_s = window_s if hop_s is None else hop_s
         self.max_devices = max_devices
         self.counters: Counter[str] = Counter()
+        self.streams = Streams(
+            tolerance=CONTINUITY_TOLERANCE_S,
+            late_horizon=LATE_HORIZON_S,
+            seq_zero_restarts=True,
+            max_devices=max_devices,
+            holes=holes,
+        )
         self._devices: OrderedDict[str, _DeviceState] = OrderedDict()
+        self._lost: list[Lost] = []
+
+    def take_lost(self) -> list[Lost]:
+        """Audio that never reached inference, found since the last call."""
+        out, self._lost = self._lost, []
+        return out
 
     def add(self, chunk: AudioChunk) -> list[Window]:
         """Take one chunk; return the windows it completes (often one, maybe none or many)."""
@@ -102,35 +123,31 @@ class WindowAssembler:
         else:
             state.marks.append(_Mark(len(state.buffer), chunk.seq, chunk.start))
         state.buffer = np.concatenate([state.buffer, samples]) if len(state.buffer) else samples
-        state.next_seq = chunk.seq + 1
-        state.end = chunk.end
         return self._cut(chunk.device, state)
 
     def _state_for(self, chunk: AudioChunk) -> _DeviceState | None:
         """The device's assembly to add `chunk` to (a fresh one after a break); None when the
         chunk is a duplicate or late and must be dropped."""
+        step = self.streams.step(chunk.device, chunk.seq, chunk.start, chunk.end, chunk.rate)
+        if step.kind == "late":
+            self.counters["late_chunks"] += 1
+            return None
+        lost = self.streams.gap_of(chunk.device, step, chunk.seq)
+        if lost is not None:
+            self._lost.append(lost)
         state = self._devices.get(chunk.device)
         if state is not None:
             self._devices.move_to_end(chunk.device)
-            if chunk.rate != state.rate:
-                self.counters["restarts"] += 1
-            elif chunk.seq == state.next_seq:
-                if abs(chunk.start - state.end) <= CONTINUITY_TOLERANCE_S:
-                    return state
-                self.counters["discontinuities"] += 1
-            elif chunk.seq > state.next_seq:
-                self.counters["gaps"] += 1
-                self.counters["missing_chunks"] += chunk.seq - state.next_seq
-            elif (
-                chunk.seq > 0
-                and chunk.seq >= state.next_seq - LATE_SEQ
-                and chunk.start < state.end - CONTINUITY_TOLERANCE_S
-            ):
-                self.counters["late_chunks"] += 1
-                return None
-            else:
-                self.counters["restarts"] += 1
-        fresh = _DeviceState(chunk.rate, chunk.seq, chunk.start, np.zeros(0, np.float32))
+            if step.kind == "continuous":
+                return state
+        if step.kind == "restart":
+            self.counters["restarts"] += 1
+        elif step.kind == "jump":
+            self.counters["discontinuities"] += 1
+        elif step.kind == "hole" and step.previous is not None:
+            self.counters["gaps"] += 1
+            self.counters["missing_chunks"] += chunk.seq - step.previous.seq - 1
+        fresh = _DeviceState(chunk.rate, np.zeros(0, np.float32))
         self._devices[chunk.device] = fresh
         if len(self._devices) > self.max_devices:
             self._devices.popitem(last=False)

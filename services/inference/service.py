@@ -3,6 +3,12 @@
 The event loop only decodes chunks and queues windows; the model runs on one dedicated
 thread (torch and ONNX Runtime release the GIL and use their own intra-op threads), so the
 MQTT connection stays responsive while a batch is classified.
+
+What inference loses is published as `GapReport`s: windows dropped on overload
+(`inference_overload`) or in a failed batch (`inference_failed`) and, when it is the sole
+worker for its devices, chunks that never arrived (`audio_missing`) and, after a restart, what
+arrived while it was down (`service_down`, from the positions saved in
+`state_dir/<node>-streams.sqlite3` at most once a second and at shutdown).
 """
 
 from __future__ import annotations
@@ -25,18 +31,23 @@ from services.inference.core import (
     speech_indices,
 )
 from services.inference.settings import InferenceSettings
+from shared.continuity import GapCollector, Lost
 from shared.contracts import Classifier, Publisher
 from shared.errors import MessageError
-from shared.messages import AudioChunk
+from shared.messages import AudioChunk, GapCause, GapReport
 from shared.mqtt import Incoming, MqttBus, Subscription
 from shared.outbox import Outbox
 from shared.settings import MqttSettings
+from shared.streamstore import PositionSaver, open_store
 
 log = logging.getLogger(__name__)
 
 #: Seconds between two warnings about dropped windows or failed batches (each is counted
 #: regardless); also how long after the last drop the status stays `degraded`.
 DROP_LOG_INTERVAL = 10.0
+
+#: Seconds between two looks at finished gap reports and changed stream positions.
+TICK = 1.0
 
 #: Sets the service's health in its retained status: (state, detail).
 Health = Callable[[str, str | None], None]
@@ -71,8 +82,13 @@ class InferenceService:
         self.prefix = prefix
         self.publisher = publisher
         self.assembler = WindowAssembler(
-            settings.window_seconds, settings.hop, settings.max_devices
+            settings.window_seconds, settings.hop, settings.max_devices, settings.sole_worker
         )
+        self.gaps = GapCollector(settings.node_id)
+        store = open_store(settings.state_dir, settings.node_id) if settings.sole_worker else None
+        if store is not None:
+            self.assembler.streams.restore(store.load(), time.time())
+        self.positions = PositionSaver(store)
         self.queue = WindowQueue(settings.queue_size)
         self.options = LabelOptions(
             model_id=classifier.model_id,
@@ -107,9 +123,30 @@ class InferenceService:
         now = time.monotonic()
         for window in self.assembler.add(chunk):
             self.stats["windows"] += 1
-            if self.queue.put(window, now) is not None:
+            dropped = self.queue.put(window, now)
+            if dropped is not None:
                 self._log_drop(now)
+                self._lost([_window_lost(dropped, "inference_overload")])
+        self._lost(self.assembler.take_lost())
         self._arrived.set()
+
+    def _lost(self, losses: list[Lost]) -> None:
+        if losses:
+            self._publish_gaps(self.gaps.add_all(losses, time.monotonic()))
+
+    def _publish_gaps(self, reports: list[GapReport]) -> None:
+        for report in reports:
+            if self.publisher is not None:
+                self.publisher.publish(report)
+            self.stats["gap_reports"] += 1
+
+    async def _tick(self) -> None:
+        """Publish finished gap reports and save changed stream positions, every TICK."""
+        while True:
+            await asyncio.sleep(TICK)
+            now = time.monotonic()
+            self._publish_gaps(self.gaps.due(now))
+            self.positions.maybe_save(self.assembler.streams, now)
 
     def _log_drop(self, now: float) -> None:
         self._last_drop = now
@@ -143,6 +180,7 @@ class InferenceService:
     async def work(self) -> None:
         """Classify batches until cancelled; publish one result per window."""
         loop = asyncio.get_running_loop()
+        ticker = asyncio.create_task(self._tick())
         try:
             while True:
                 batch = await self._next_batch()
@@ -152,6 +190,7 @@ class InferenceService:
                     )
                 except Exception as exc:  # a model failure must not stop the service
                     self._failed(len(batch), exc)
+                    self._lost([_window_lost(w, "inference_failed") for w in batch])
                     continue
                 self._succeeded()
                 self.stats["batches"] += 1
@@ -161,6 +200,10 @@ class InferenceService:
                             self.publisher.publish(result)
                 self.stats["results"] += len(results)
         finally:
+            ticker.cancel()
+            self._publish_gaps(self.gaps.flush())
+            self.positions.save_all(self.assembler.streams)
+            self.positions.close()
             self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _failed(self, windows: int, exc: Exception) -> None:
@@ -204,6 +247,10 @@ class InferenceService:
         out.update(self.assembler.counters)
         out["dropped"] = self.queue.dropped
         return out
+
+
+def _window_lost(window: Window, cause: GapCause) -> Lost:
+    return Lost(window.device, window.start, window.start + window.duration, cause, 1)
 
 
 def wire(

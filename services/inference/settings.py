@@ -141,6 +141,12 @@ class InferenceSettings(BaseSettings):
     share_group: str = Field(
         "inference", description="Shared subscription group: workers in one group split audio"
     )
+    sole_worker: bool = Field(
+        True,
+        description="This worker alone classifies its devices' audio: chunks it never gets "
+        "are lost audio, reported as audio_missing and, after a restart, service_down gaps. "
+        "Set false when several workers split the audio (they get each other's chunks)",
+    )
     devices: list[str] = Field(
         default_factory=list,
         description="Classify only these devices' audio; empty: every device",

@@ -1,23 +1,27 @@
 """Pure decisions of ingest: which messages to accept, the rows they become, the gaps left.
 
 No I/O here: the adapters (`spool`, `db`, `link`, `service`) call these with plain values.
-Every result becomes a `Result`: its table rows in `schema.TABLES` column order (window start
-as Unix seconds, JSON columns as JSON text) and a key that names it across redeliveries.
+Every result becomes a `Result`: its table rows in `schema.TABLES` column order (times as Unix
+seconds, JSON columns as JSON text) and a key that names it across redeliveries. A
+`GapReport` is a result too: one row of the gaps table, keyed by a uid derived from it.
+`BrokerDrops` turns the broker's `$SYS` drop counter into gap rows.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.ingest.schema import TABLES
+from services.ingest.schema import BROKER_DEVICE, BROKER_DROPPED, TABLES
 from shared.devices import DeviceRegistry
 from shared.errors import MessageError
 from shared.messages import (
     RESULT_TYPES,
+    GapReport,
     IndicesResult,
     LabelsResult,
     LevelsResult,
@@ -31,6 +35,15 @@ DEFAULT_SYNC_INTERVAL = 30.0
 #: Largest magnitude a PostgreSQL `real` column stores without overflow.
 REAL_MAX = 3.4028234e38
 BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+#: Namespace of the uids of reported gaps (uuid5 of the report's fields).
+GAP_NAMESPACE = uuid.UUID("6f1d3c52-7a0e-4c9b-9d55-2b8e4a1f0c37")
+#: The broker's counter of PUBLISH messages it dropped (inflight or queue limits), and its
+#: uptime (a lower uptime than before: the broker restarted, its counters began again at 0).
+SYS_DROPPED = "$SYS/broker/publish/messages/dropped"
+SYS_UPTIME = "$SYS/broker/uptime"
+SYS_STORED = "$SYS/broker/store/messages/count"
+#: The `$SYS` topics ingest reads.
+SYS_TOPICS = (SYS_DROPPED, SYS_UPTIME, SYS_STORED)
 
 Row = tuple[Any, ...]
 
@@ -71,11 +84,19 @@ class Gap:
     count: int
 
 
-def result_key(msg: WindowMessage) -> str:
+def gap_uid(device: str, cause: str, node: str, start: float, end: float) -> str:
+    """The uid of a reported gap: the same report always gets the same uid."""
+    name = json.dumps([device, cause, node, repr(start), repr(end)], ensure_ascii=True)
+    return str(uuid.uuid5(GAP_NAMESPACE, name))
+
+
+def result_key(msg: WindowMessage | GapReport) -> str:
     """The spool key of a result: its table's conflict key at message level, as text.
 
     Two deliveries of the same result have the same key; `repr` of the start float is exact.
     """
+    if isinstance(msg, GapReport):
+        return gap_uid(msg.device, msg.cause, msg.node, msg.start, msg.end)
     parts: list[object] = [msg.device, repr(msg.start)]
     if isinstance(msg, LabelsResult):
         parts.append(msg.model)
@@ -84,8 +105,24 @@ def result_key(msg: WindowMessage) -> str:
     return json.dumps(parts, ensure_ascii=True)
 
 
-def rows_of(msg: WindowMessage) -> tuple[Row, ...]:
-    """The table rows of a result, in `schema.TABLES[msg.LEAF]` column order."""
+def rows_of(msg: WindowMessage | GapReport, received: float | None = None) -> tuple[Row, ...]:
+    """The table rows of a result, in `schema.TABLES[msg.LEAF]` column order.
+
+    `received` (Unix s) is a gap's `recorded_at`; without it, the end of the gap."""
+    if isinstance(msg, GapReport):
+        recorded = msg.end if received is None else received
+        return (
+            (
+                result_key(msg),
+                msg.device,
+                msg.cause,
+                msg.start,
+                msg.end,
+                msg.count,
+                recorded,
+                msg.node,
+            ),
+        )
     window = (msg.device, msg.start, msg.seq, msg.duration)
     if isinstance(msg, LabelsResult):
         return tuple(
@@ -156,6 +193,14 @@ def rows_of(msg: WindowMessage) -> tuple[Row, ...]:
     raise MessageError(f"no table for {type(msg).__name__}")
 
 
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _text_problem(value: str) -> str | None:
     return "NUL byte in text" if "\x00" in value else None
 
@@ -193,7 +238,9 @@ def row_problem(kind: str, row: Sequence[Any]) -> str | None:
         problem: str | None = None
         if value is None or isinstance(value, bool):
             continue
-        if sqltype == "jsonb":
+        if sqltype == "uuid":
+            problem = None if isinstance(value, str) and _is_uuid(value) else "not a uuid"
+        elif sqltype == "jsonb":
             try:
                 decoded = json.loads(value) if isinstance(value, str) else value
             except ValueError:
@@ -248,7 +295,7 @@ class Triage:
             return Rejection(topic, str(exc), "invalid")
         return self.result(topic, msg, now)
 
-    def result(self, topic: str, msg: WindowMessage, now: float) -> Result | Rejection:
+    def result(self, topic: str, msg: WindowMessage | GapReport, now: float) -> Result | Rejection:
         """Check a decoded result against the registry, the clock and the database's limits."""
         if self.device is not None and msg.device != self.device:
             return Rejection(topic, f"device {msg.device!r} is not {self.device!r}", "device")
@@ -258,7 +305,7 @@ class Triage:
             ahead = msg.start - now
             return Rejection(topic, f"window starts {ahead:.0f} s in the future", "future")
         try:
-            rows = rows_of(msg)
+            rows = rows_of(msg, now)
         except (MessageError, ValueError) as exc:
             return Rejection(topic, str(exc), "value")
         for row in rows:
@@ -277,6 +324,55 @@ def gaps_of(dropped: Iterable[tuple[str, str, float]]) -> list[Gap]:
         span[1] = max(span[1], start)
         span[2] += 1
     return [Gap(d, k, lo, hi, int(n)) for (d, k), (lo, hi, n) in sorted(spans.items())]
+
+
+class BrokerDrops:
+    """The broker's drop counter (`$SYS/broker/publish/messages/dropped`), as gap rows.
+
+    Mosquitto publishes the counter (retained) only when it changed, every `sys_interval`.
+    The first value ingest sees is its baseline (drops before it are not dated, so not
+    recorded); every rise after it is one gap row from the time of the previous value to
+    now, with the rise as `count`. The counter starts again at 0 when the broker restarts
+    (seen as a lower uptime or a lower count): the new value is then the rise.
+    """
+
+    def __init__(self) -> None:
+        self.dropped: int | None = None  #: the counter's last value
+        self.stored: int | None = None  #: messages the broker holds (store/messages/count)
+        self.recorded = 0  #: drops recorded as gap rows since ingest started
+        self._since = 0.0
+        self._uptime: int | None = None
+        self._restarted = False
+
+    def message(self, topic: str, payload: bytes, now: float) -> Result | Rejection | None:
+        """Take one `$SYS` message; a gap row when the drop counter rose."""
+        try:
+            value = int(payload.decode("ascii").split()[0])
+        except (UnicodeDecodeError, ValueError, IndexError):
+            return Rejection(topic, "not a counter", "sys")
+        if topic == SYS_UPTIME:
+            if self._uptime is not None and value < self._uptime:
+                self._restarted = True
+            self._uptime = value
+            return None
+        if topic == SYS_STORED:
+            self.stored = value
+            return None
+        if topic != SYS_DROPPED:
+            return Rejection(topic, "not a $SYS topic ingest reads", "sys")
+        previous, since = self.dropped, self._since
+        self.dropped, self._since = value, now
+        if previous is None:
+            self._restarted = False
+            return None
+        rise = value if self._restarted or value < previous else value - previous
+        self._restarted = False
+        if rise <= 0:
+            return None
+        self.recorded += rise
+        uid = gap_uid(BROKER_DEVICE, BROKER_DROPPED, "broker", since, now)
+        row = (uid, BROKER_DEVICE, BROKER_DROPPED, since, now, rise, now, "broker")
+        return Result("gaps", BROKER_DEVICE, since, uid, (row,))
 
 
 def sync_interval(

@@ -13,8 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-#: Staging type of window_start: Unix seconds, turned into timestamptz by `to_timestamp`.
+#: Staging type of times (window_start, a gap's bounds): Unix seconds, turned into
+#: timestamptz by `to_timestamp`.
 EPOCH = "double precision"
+#: Columns staged as Unix seconds and stored as timestamptz.
+EPOCH_COLUMNS = frozenset({"window_start", "first_start", "last_start", "recorded_at"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +80,8 @@ class Table:
 
 
 def _value(expr: str, name: str) -> str:
-    """A staged column as the table stores it (window_start: Unix seconds -> timestamptz)."""
-    return f"to_timestamp({expr})" if name == "window_start" else expr
+    """A staged column as the table stores it (times: Unix seconds -> timestamptz)."""
+    return f"to_timestamp({expr})" if name in EPOCH_COLUMNS else expr
 
 
 _WINDOW = (("device", "text"), ("window_start", EPOCH), ("window_seq", "bigint"))
@@ -164,10 +167,31 @@ TABLES: dict[str, Table] = {
         ),
         ("device", "window_start"),
     ),
+    # GapReports (and the broker's drops) go into the table of ingest's own spool gaps.
+    # first_start/last_start are the start and end of the lost audio; `kind` is the cause.
+    "gaps": Table(
+        "gaps",
+        (
+            ("uid", "uuid"),
+            ("device", "text"),
+            ("kind", "text"),
+            ("first_start", EPOCH),
+            ("last_start", EPOCH),
+            ("count", "bigint"),
+            ("recorded_at", EPOCH),
+            ("node", "text"),
+        ),
+        ("uid",),
+    ),
 }
 
 #: `gaps.kind` of the results ingest itself dropped because its spool was full.
 SPOOL_OVERFLOW = "spool_overflow"
+#: `gaps.kind` of messages the broker dropped (its `$SYS/broker/publish/messages/dropped`
+#: counter rose); `device` is BROKER_DEVICE and `node` is "broker".
+BROKER_DROPPED = "broker_dropped"
+#: `gaps.device` of broker drops: the broker does not say whose messages it dropped.
+BROKER_DEVICE = "*"
 
 #: Gaps ingest records, stored idempotently by `uid`.
 GAP_INSERT = (
@@ -189,7 +213,7 @@ def roles_sql(writer: str, reader: str) -> str:
     it is harmless; re-run it after a migration that adds a table. Role names must be plain
     identifiers (settings enforce it). Passwords are set separately (`ALTER ROLE ... PASSWORD`).
     """
-    results = ", ".join(t.name for t in TABLES.values())
+    results = ", ".join(t.name for t in TABLES.values() if t.name != "gaps")
     lines = [
         "DO $$",
         "BEGIN",
@@ -210,7 +234,6 @@ def roles_sql(writer: str, reader: str) -> str:
     for table in TABLES.values():
         lines.append(f"GRANT SELECT ({', '.join(table.key)}) ON {table.name} TO {writer};")
     lines += [
-        f"GRANT SELECT (uid) ON gaps TO {writer};",
         f"GRANT USAGE ON SEQUENCE gaps_id_seq TO {writer};",
         "-- ingest mirrors the device registry file into devices (an upsert, which reads",
         "-- the columns it updates): the device list is not secret",

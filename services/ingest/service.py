@@ -9,6 +9,10 @@ a slow fsync or a long COPY never delays the others.
     paho thread --deliver--> asyncio queue --batch--> writer thread: decode, validate,
                                                       spool.put (commit), then PUBACK
     sync thread, every sync_interval: spool --COPY--> PostgreSQL (commit), then spool delete
+
+Besides the results (gap reports included), ingest reads three of the broker's `$SYS` topics
+(`core.SYS_TOPICS`): the drop counter, whose rises become gap rows (`core.BrokerDrops`), the
+broker's uptime (to notice its restarts) and its stored-message count (in the status).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from services.ingest.core import Rejection, Result, Triage, sync_interval
+from services.ingest.core import SYS_TOPICS, BrokerDrops, Rejection, Result, Triage, sync_interval
 from services.ingest.link import Delivery, Link
 from services.ingest.settings import IngestSettings
 from services.ingest.spool import Spool
@@ -75,13 +79,17 @@ class Ingest:
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
         self._stopping = threading.Event()
+        self.broker = BrokerDrops()
         self.link = Link(
             mqtt,
             client_id=settings.client_id,
             node=settings.node_id,
             topics=[
-                cls.subscription(mqtt.topic_prefix, settings.device)
-                for cls in RESULT_TYPES.values()
+                *(
+                    cls.subscription(mqtt.topic_prefix, settings.device)
+                    for cls in RESULT_TYPES.values()
+                ),
+                *SYS_TOPICS,
             ],
             session_expiry=settings.session_expiry,
             receive_maximum=settings.receive_maximum,
@@ -97,6 +105,11 @@ class Ingest:
             counters["spool_depth"] = self.spool.depth()
         except sqlite3.Error:
             counters["spool_depth"] = -1  # unreadable: spool_errors says more
+        if self.broker.dropped is not None:
+            counters["broker_dropped"] = self.broker.dropped
+        if self.broker.stored is not None:
+            counters["broker_stored"] = self.broker.stored
+        counters["broker_drops_recorded"] = self.broker.recorded
         detail = None
         if state == "online" and not self.syncer.healthy:
             state, detail = "degraded", (self.syncer.last_error or "sync failing")[:500]
@@ -176,9 +189,22 @@ class Ingest:
         now = time.time()
         results: list[Result] = []
         for delivery in batch:
-            verdict = self.triage.message(
-                delivery.topic, delivery.payload, delivery.content_type, now
-            )
+            verdict: Result | Rejection | None
+            if delivery.topic.startswith("$SYS/"):
+                verdict = self.broker.message(delivery.topic, delivery.payload, now)
+                if isinstance(verdict, Result):
+                    log.warning(
+                        "the broker dropped %d message(s) since %.0f (its inflight or queue "
+                        "limits); recorded as a gap",
+                        verdict.rows[0][5],
+                        verdict.start,
+                    )
+            else:
+                verdict = self.triage.message(
+                    delivery.topic, delivery.payload, delivery.content_type, now
+                )
+            if verdict is None:
+                continue
             if isinstance(verdict, Rejection):
                 log.warning("rejected %s: %s", verdict.topic, verdict.reason)
                 self.stats.add("rejected")
@@ -196,7 +222,9 @@ class Ingest:
                     return
                 log.error("spool %s: %s; retrying in 1 s", self.settings.spool, exc)
                 time.sleep(1.0)
-        self.stats.add("received", len(batch))
+        broker = sum(d.topic.startswith("$SYS/") for d in batch)
+        self.stats.add("received", len(batch) - broker)
+        self.stats.add("broker_received", broker)
         self.stats.add("spooled", outcome.stored)
         self.stats.add("duplicates", outcome.duplicates)
         self.stats.add("dropped", outcome.dropped)
@@ -210,8 +238,9 @@ class Ingest:
                 gap.first_start,
                 gap.last_start,
             )
-        unacked = sum(not self.link.ack(d) for d in batch)
-        self.stats.add("acked", len(batch) - unacked)
+        # the broker's own messages are acknowledged too, but only results count as acked
+        acked = sum(self.link.ack(d) and not d.topic.startswith("$SYS/") for d in batch)
+        self.stats.add("acked", acked)
 
     async def _sync_loop(self, syncing: ThreadPoolExecutor) -> None:
         while True:

@@ -8,6 +8,11 @@ topic and reason, counted (`rejected`) and skipped. A chunk seen again is droppe
 
 Results wait in the durable outbox (`state_dir/<node_id>-outbox.sqlite3`, see `shared.outbox`)
 until the broker acknowledged them: one commit per measured chunk, before the next is measured.
+
+Audio levels never measured is published as `GapReport`s: chunks dropped because the queue was
+full (`levels_overload`), chunks that never arrived (`audio_missing`) and, after a restart,
+what arrived while levels was down (`service_down`, from the stream positions saved in
+`state_dir/<node>-streams.sqlite3` at most once a second and at shutdown).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from services.levels.core import ChunkOutput, Flushed, LevelsCore
 from services.levels.events import EventLinker
 from services.levels.indices import IndicesJob, compute
 from services.levels.settings import LevelsSettings
+from shared.continuity import GapCollector, Lost
 from shared.devices import DeviceRegistry
 from shared.errors import ConfigError, MessageError
 from shared.messages import AudioChunk, LabelsResult, Message
@@ -38,6 +44,7 @@ from shared.mqtt import Incoming, MqttBus, Subscription
 from shared.outbox import Outbox, outbox_path
 from shared.runtime import serve, setup_logging
 from shared.settings import MqttSettings, RegistrySettings
+from shared.streamstore import PositionSaver, open_store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -96,6 +103,11 @@ class LevelsService:
         self.queued_bytes = 0  # PCM bytes in `chunks`
         self.max_queued_bytes = int(settings.queue_megabytes * 1e6)
         self.jobs: asyncio.Queue[IndicesJob] = asyncio.Queue(INDICES_QUEUE)
+        self.gaps = GapCollector(settings.node_id)
+        store = open_store(settings.state_dir, settings.node_id)
+        if store is not None:
+            self.core.streams.restore(store.load(), time.time())
+        self.positions = PositionSaver(store)
 
     def counters(self) -> dict[str, int]:
         """Counters for the retained status."""
@@ -143,6 +155,8 @@ class LevelsService:
             self.chunks.put_nowait((chunk, time.monotonic()))
         except asyncio.QueueFull:
             self.stats["dropped"] += 1
+            self._lost(Lost(chunk.device, chunk.start, chunk.end, "levels_overload", 1))
+            self.core.streams.skip(chunk.device, chunk.seq)
             if self.stats["dropped"] % 100 == 1:
                 log.warning(
                     "measurement queue full (%d chunks, %.1f MB): dropped %d chunks so far",
@@ -158,11 +172,20 @@ class LevelsService:
         self.bus.publish(msg)
         self.stats[counter] += 1
 
+    def _lost(self, lost: Lost) -> None:
+        self._publish_gaps(self.gaps.add(lost, time.monotonic()))
+
+    def _publish_gaps(self, reports: Sequence[Message]) -> None:
+        for report in reports:
+            self._publish(report, "gap_reports")
+
     def _publish_events(self, events: Sequence[Message]) -> None:
         for ev in events:
             self._publish(ev, "events")
 
     def _publish_output(self, out: ChunkOutput, now: float) -> None:
+        if out.lost is not None:
+            self._lost(out.lost)
         self._publish(out.levels, "levels")
         lv = out.levels
         if out.late:  # measured on its own; the stream's intervals and events go on without it
@@ -252,6 +275,8 @@ class LevelsService:
                     idle = self.core.flush_idle(now, self.settings.idle_seconds)
                     with self.bus.batch():
                         self._publish_flushed(idle, now)
+                        self._publish_gaps(self.gaps.due(now))
+                    self.positions.maybe_save(self.core.streams, now)
                 self._publish_events(self.linker.due(now))
         except asyncio.CancelledError:
             # Shutdown: what was measured is published (partial intervals show their coverage);
@@ -260,6 +285,9 @@ class LevelsService:
             with self.bus.batch():
                 self._publish_flushed(self.core.flush_all(), now, jobs=False)
                 self._publish_events(self.linker.flush(now))
+                self._publish_gaps(self.gaps.flush())
+            self.positions.save_all(self.core.streams)
+            self.positions.close()
             raise
 
     async def indices(self) -> None:

@@ -7,10 +7,16 @@ filters; intervals and windows keep what they had, and their `coverage` shows th
 
 A chunk can arrive twice (a bridged broker, a replay run twice, a retransmit) or out of order.
 Each device remembers the keys (seq, start) of its last `RECENT_KEYS` measured chunks, so the
-caller can drop a repeat (`repeated`) before measuring it. A late chunk (starting before the
-end of the device's latest chunk, by up to `LATE_HORIZON`) is measured on its own, with fresh
-filters, and kept out of the device's state: the stream's filters, the summary interval, the
-indices window and the noise events go on as if it had not come.
+caller can drop a repeat (`repeated`) before measuring it. A late chunk (an earlier sequence
+number starting before the end of the device's latest chunk, by up to `LATE_HORIZON`) is
+measured on its own, with fresh filters, and kept out of the device's state: the stream's
+filters, the summary interval, the indices window and the noise events go on as if it had
+not come.
+
+Where each device's stream is, and which chunks are lost audio, is `shared.continuity`'s
+`Streams` (`streams`): its positions outlive a device's idle state and, saved by the service,
+a restart, so a missing sequence number gives a `Lost` (`audio_missing`, or `service_down`
+for the first chunk after a restart) in the chunk's output.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from services.levels.measure import (
 )
 from services.levels.summary import SummaryTracker
 from services.levels.weighting import FastWeighting, WeightingFilter
+from shared.continuity import Lost, Streams
 from shared.devices import DeviceRegistry
 from shared.errors import MessageError
 from shared.messages import AudioChunk, Calibration, LevelsResult, LevelsSummary
@@ -55,6 +62,7 @@ class ChunkOutput:
     late: bool  # started before the device's latest chunk ended: measured, kept out of state
     summaries: list[LevelsSummary]
     jobs: list[IndicesJob]
+    lost: Lost | None = None  # audio of the device that never reached levels before this chunk
 
 
 @dataclass(frozen=True)
@@ -77,8 +85,7 @@ class _Device:
     a: WeightingFilter
     c: WeightingFilter
     fast: FastWeighting
-    next_seq: int = -1
-    next_start: float = 0.0
+    fresh: bool = True  # no chunk measured into this state yet
     last_seen: float = 0.0
     recent: dict[tuple[int, float], None] = field(default_factory=dict)  # keys, oldest first
 
@@ -101,7 +108,16 @@ class LevelsCore:
     default_uncalibrated: bool = True
     default_threshold_db: float = 65.0
     max_devices: int = 1000
+    streams: Streams = field(init=False)
     _devices: dict[str, _Device] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.streams = Streams(
+            tolerance=CONTINUITY_TOLERANCE,
+            late_horizon=LATE_HORIZON,
+            seq_zero_restarts=False,
+            max_devices=self.max_devices,
+        )
 
     @property
     def devices(self) -> int:
@@ -134,10 +150,10 @@ class LevelsCore:
     def process(self, chunk: AudioChunk, now: float = 0.0) -> ChunkOutput:
         """Measure one chunk; `now` (monotonic seconds) only serves to notice idle devices.
 
-        A late chunk (one that starts before the device's latest chunk ended, by up to
-        `LATE_HORIZON`; a repeat included) is measured on its own and leaves the device's
-        stream, interval and window untouched (`late` is set, no summaries or jobs).
-        """
+        A late chunk (an earlier sequence number that starts before the device's latest chunk
+        ended, by up to `LATE_HORIZON`; a repeat included) is measured on its own and leaves
+        the device's stream, interval and window untouched (`late` is set, no summaries or
+        jobs). Audio missing before the chunk is in `lost`."""
         state = self._devices.get(chunk.device)
         if state is None:
             if len(self._devices) >= self.max_devices:
@@ -147,8 +163,8 @@ class LevelsCore:
             state = self._devices[chunk.device] = self._new_device(chunk.device, chunk.rate)
         state.remember((chunk.seq, chunk.start))
         state.last_seen = now
-        behind = state.next_start - chunk.start
-        if state.next_seq >= 0 and CONTINUITY_TOLERANCE < behind <= LATE_HORIZON:
+        step = self.streams.step(chunk.device, chunk.seq, chunk.start, chunk.end, chunk.rate)
+        if step.kind == "late":
             rate = chunk.rate
             levels, _, _, fast = self._measure(
                 chunk,
@@ -166,19 +182,15 @@ class LevelsCore:
                 summaries=[],
                 jobs=[],
             )
-        continuous = (
-            state.next_seq == chunk.seq
-            and state.rate == chunk.rate
-            and abs(chunk.start - state.next_start) <= CONTINUITY_TOLERANCE
-        )
+        lost = self.streams.gap_of(chunk.device, step, chunk.seq)
+        continuous = step.continuous and not state.fresh
+        state.fresh = False
         if not continuous:
             state.rate = chunk.rate
             state.a = WeightingFilter("A", chunk.rate)
             state.c = WeightingFilter("C", chunk.rate)
             state.fast = FastWeighting(chunk.rate)
             state.summary.restart_grid()
-        state.next_seq = chunk.seq + 1
-        state.next_start = chunk.end
 
         cal = state.calibration
         levels, x, a2, fast = self._measure(chunk, state, state.a, state.c, state.fast)
@@ -194,6 +206,7 @@ class LevelsCore:
             late=False,
             summaries=summaries,
             jobs=jobs,
+            lost=lost,
         )
 
     @staticmethod

@@ -3,6 +3,7 @@
 from shared.messages.audio import AudioChunk
 from shared.messages.base import JSON, MSGPACK, Message, check_id, check_prefix
 from shared.messages.events import NoiseEvent
+from shared.messages.gaps import GAP_CAUSES, GapCause, GapReport
 from shared.messages.indices import IndicesResult
 from shared.messages.labels import LabelScore, LabelsResult
 from shared.messages.levels import Calibration, LevelsResult, LevelsSummary
@@ -11,11 +12,14 @@ from shared.messages.status import Status
 from shared.messages.window import WindowMessage
 
 __all__ = [
+    "GAP_CAUSES",
     "JSON",
     "MSGPACK",
     "RESULT_TYPES",
     "AudioChunk",
     "Calibration",
+    "GapCause",
+    "GapReport",
     "IndicesResult",
     "LabelScore",
     "LabelsResult",

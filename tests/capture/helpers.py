@@ -13,7 +13,7 @@ from typing import Any
 
 from services.capture.app import capture, make_bus, make_source
 from services.capture.settings import CaptureSettings
-from shared.messages import AudioChunk, Status
+from shared.messages import AudioChunk, GapReport, Status
 from shared.mqtt import Incoming, MqttBus, Subscription
 from shared.settings import MqttSettings
 from tests.support.bus import running
@@ -40,6 +40,7 @@ class Listener:
     device: str
     chunks: list[AudioChunk] = field(default_factory=list)
     statuses: list[Status] = field(default_factory=list)
+    gaps: list[GapReport] = field(default_factory=list)
     raw_audio: list[bytes] = field(default_factory=list)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -48,6 +49,8 @@ class Listener:
         if msg.topic.endswith("/audio"):
             self.raw_audio.append(msg.payload)
             self.chunks.append(AudioChunk.from_mqtt(prefix, msg.topic, msg.payload))
+        elif msg.topic.endswith("/gaps"):
+            self.gaps.append(GapReport.from_mqtt(prefix, msg.topic, msg.payload))
         else:
             self.statuses.append(Status.from_mqtt(prefix, msg.topic, msg.payload))
         self._changed.set()
@@ -82,6 +85,7 @@ async def listening(mqtt: MqttSettings, device: str) -> AsyncIterator[Listener]:
         subscriptions=[
             Subscription(AudioChunk.subscription(prefix, device), 0),
             Subscription(Status.subscription(prefix, device), 1),
+            Subscription(GapReport.subscription(prefix, device), 1),
         ],
     )
     async with running(bus):

@@ -128,11 +128,11 @@ def populate(dsn: str) -> Dataset:
         conn.execute(
             """
             INSERT INTO gaps (uid, device, kind, first_start, last_start, count, recorded_at,
-                              sync_id, sync_time)
-            VALUES (gen_random_uuid(), 'yor', 'unclassified', %(a)s, %(b)s, 60, %(now)s,
-                    %(sync_id)s, %(sync_time)s),
+                              node, sync_id, sync_time)
+            VALUES (gen_random_uuid(), 'yor', 'inference_overload', %(a)s, %(b)s, 60, %(now)s,
+                    'inference-1', %(sync_id)s, %(sync_time)s),
                    (gen_random_uuid(), 'ouse', 'spool_overflow', %(a)s, %(a)s, 3, %(now)s,
-                    %(sync_id)s, %(sync_time)s)
+                    NULL, %(sync_id)s, %(sync_time)s)
             """,
             {"a": t - timedelta(minutes=40), "b": t - timedelta(minutes=39), "now": now, **sync},
         )

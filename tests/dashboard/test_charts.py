@@ -156,3 +156,23 @@ def test_device_map_none_without_coordinates() -> None:
     )  # fmt: skip
     assert charts.device_map(frame) is None
     assert charts.device_map(frame.iloc[0:0]) is None
+
+
+def test_gaps_figure_stacks_seconds_by_cause_per_device() -> None:
+    by_cause = pd.DataFrame(
+        {
+            "device": ["ouse", "yor", "yor"],
+            "kind": ["spool_overflow", "inference_overload", "service_down"],
+            "gaps": [1, 2, 1],
+            "seconds": [0.0, 60.0, 30.0],
+        }
+    )
+    fig = charts.gaps_figure(by_cause)
+    assert fig.layout.barmode == "stack"
+    assert [t.name for t in fig.data] == ["inference_overload", "service_down", "spool_overflow"]
+    overload = fig.data[0]
+    assert list(overload.y) == ["yor", "ouse"]
+    assert list(overload.x) == [60.0, 0.0]
+    assert charts.gaps_figure(by_cause.iloc[0:0]).layout.annotations[0].text == (
+        "No gaps recorded in this range"
+    )

@@ -72,8 +72,8 @@ def test_populated_page_shows_every_section(
     yor_online = (data.now - data.t).total_seconds() <= 120
     assert metrics["Online"] == str(1 + yor_online)
     charts = app.get("plotly_chart")
-    # map, levels, summaries, top classes, indices
-    assert len(charts) == 5
+    # map, levels, summaries, top classes, indices, gaps by cause
+    assert len(charts) == 6
     assert len(app.dataframe) == 4  # devices, detections, noise events, gaps
     devices = app.dataframe[0].value
     assert sorted(devices["device"]) == ["lab", "ouse", "spare", "yor"]
@@ -88,7 +88,7 @@ def test_populated_page_shows_every_section(
     detections = app.dataframe[1].value
     assert len(detections) == 51
     assert app.dataframe[2].value.loc[0, "classes"] == "Car 0.80"
-    assert sorted(app.dataframe[3].value["kind"]) == ["spool_overflow", "unclassified"]
+    assert sorted(app.dataframe[3].value["kind"]) == ["inference_overload", "spool_overflow"]
 
 
 def test_populated_page_follows_sidebar_choices(

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pandas as pd
 import psycopg
 import pytest
 from psycopg import sql
@@ -176,7 +177,17 @@ def test_indices_summaries_events_gaps(conn: psycopg.Connection[Any], data: Data
     assert len(queries.noise_events(conn, ["yor"], start + timedelta(seconds=10), t, 10)) == 1
     assert queries.noise_events(conn, ["yor"], start + timedelta(seconds=40), t, 10).empty
     found = queries.gaps(conn, ["yor", "ouse"], t - H, t, 10)
-    assert sorted(found["kind"]) == ["spool_overflow", "unclassified"]
+    assert sorted(found["kind"]) == ["inference_overload", "spool_overflow"]
+    nodes = dict(zip(found["kind"], found["node"], strict=True))
+    assert nodes["inference_overload"] == "inference-1" and pd.isna(nodes["spool_overflow"])
+    by_cause = queries.gaps_by_cause(conn, ["yor", "ouse"], t - H, t)
+    assert by_cause.to_dict("records") == [
+        {"device": "ouse", "kind": "spool_overflow", "gaps": 1, "seconds": 0.0},
+        {"device": "yor", "kind": "inference_overload", "gaps": 1, "seconds": 60.0},
+    ]
+    # clipped to the range
+    clipped = queries.gaps_by_cause(conn, ["yor"], t - timedelta(minutes=39, seconds=30), t)
+    assert list(clipped["seconds"]) == [30.0]
     assert list(queries.gaps(conn, ["ouse"], t - H, t, 10)["kind"]) == ["spool_overflow"]
     assert queries.gaps(conn, ["yor"], t - timedelta(minutes=10), t, 10).empty
 

@@ -22,6 +22,7 @@ from services.health import fetch_status
 from services.ingest.core import Result, Triage
 from shared.messages import (
     Calibration,
+    GapReport,
     IndicesResult,
     LabelScore,
     LabelsResult,
@@ -118,7 +119,7 @@ def every_kind(seq: int, device: str = "yor") -> list[WindowMessage]:
     return [make(seq, device) for make in makers]
 
 
-def as_results(msgs: Iterable[WindowMessage], prefix: str = "p") -> list[Result]:
+def as_results(msgs: Iterable[WindowMessage | GapReport], prefix: str = "p") -> list[Result]:
     triage = Triage(prefix)
     out = []
     for msg in msgs:

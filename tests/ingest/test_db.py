@@ -19,7 +19,7 @@ from services.ingest.schema import TABLES
 from services.ingest.spool import Spool
 from services.ingest.sync import Syncer
 from shared.devices import Device, DeviceRegistry
-from shared.messages import Calibration, LabelScore
+from shared.messages import Calibration, GapReport, LabelScore
 from tests.ingest.helpers import (
     T0,
     as_results,
@@ -50,7 +50,7 @@ CONTRACT = {
     "sync_id sync_time",
     "noise_events": "device window_start window_duration threshold_db laeq_db lamax_db classes "
     "sync_id sync_time",
-    "gaps": "id device kind first_start last_start count recorded_at sync_id sync_time",
+    "gaps": "id device kind first_start last_start count recorded_at sync_id sync_time node",
 }
 
 
@@ -81,7 +81,12 @@ def _close_syncers() -> Iterator[None]:
 
 def test_migrations_create_the_contract_tables_once(database: str) -> None:
     with psycopg.connect(database, autocommit=True) as conn:
-        assert db.migrate(conn) == ["0001_schema", "0002_timescale", "0003_indices_coverage"]
+        assert db.migrate(conn) == [
+            "0001_schema",
+            "0002_timescale",
+            "0003_indices_coverage",
+            "0004_gap_reports",
+        ]
         assert db.migrate(conn) == []
         columns: dict[str, set[str]] = {}
         for table, column in conn.execute(
@@ -90,7 +95,7 @@ def test_migrations_create_the_contract_tables_once(database: str) -> None:
         ):
             columns.setdefault(table, set()).add(column)
         versions = conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
-    assert versions == [(1,), (2,), (3,)]
+    assert versions == [(1,), (2,), (3,), (4,)]
     for table, wanted in CONTRACT.items():
         assert set(wanted.split()) <= columns[table], table
     for table in TABLES.values():
@@ -114,7 +119,7 @@ def test_concurrent_migrations_serialise_on_the_advisory_lock(database: str) -> 
     for t in threads:
         t.join()
     assert not errors
-    assert sorted(len(r) for r in results) == [0, 0, 0, 3]
+    assert sorted(len(r) for r in results) == [0, 0, 0, 4]
 
 
 def test_a_sync_stores_every_kind_with_one_sync_id_and_empties_the_spool(
@@ -310,7 +315,11 @@ def test_ingest_works_as_the_writer_role(
     assert sync.sync().error is None
     spool.put(as_results(every_kind(20)))  # a replay: every key conflicts
     assert sync.sync().error is None
-    assert rows(schema, "SELECT count FROM gaps") == [(4,)]
+    report = GapReport(device="yor", start=T0, end=T0 + 5, cause="service_down", node="lv")
+    for _ in range(2):  # a gap report, delivered twice, stored once by the writer role
+        spool.put(as_results([report]))
+        assert sync.sync().error is None
+    assert rows(schema, "SELECT count FROM gaps ORDER BY kind DESC") == [(4,), (None,)]
     assert count(schema, "levels") == 6 + 1
     assert count(schema, "detections") == 3
     assert count(schema, "noise_events") == count(schema, "indices") == 1
