@@ -10,6 +10,7 @@
     soundscape dashboard ...    the Streamlit dashboard
     soundscape stack ...        run the whole pipeline as local processes
     soundscape health --node N  exit 0 when node N reports online (container health check)
+    soundscape init ...         first-run set-up: .env with fresh passwords, broker ACL, TLS
     soundscape <cmd> --help     options of one command
 
 Each command's module exposes `main(argv) -> int`; settings come from the environment
@@ -33,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "dashboard": "services.dashboard.app",
     "stack": "services.stack",
     "health": "services.health",
+    "init": "services.deploy.init",
 }
 
 
