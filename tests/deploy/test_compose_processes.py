@@ -1,0 +1,253 @@
+"""Compose, run for real without an engine (tests/deploy/compose_runner.py says how).
+
+`soundscape init` writes a deployment's .env and ACL; `docker-compose config` renders the
+all-in-one file with it; every service then starts as a local process with its own command
+and environment, the broker through the shipped entrypoint and mosquitto/ folder, and each
+passes its own health check. Results reach PostgreSQL through ingest's writer role and are
+read back with the read-only role. A copy with the broker check's password removed (the
+defect this replaced) is reported unhealthy.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from services.inference.settings import default_yamnet_dir
+from shared.messages import AudioChunk
+from tests.deploy.compose_runner import ROOT, ComposeRun, HealthVerdict, Service, mounts, render
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+DEVICE = "yor"
+INIT = [sys.executable, "-m", "services.cli", "init"]
+
+
+def read_env(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k: v for k, v in pairs if not k.startswith("#")}
+
+
+def make_deployment(base: Path, *init_args: str) -> Path:
+    """A deployment folder as a checkout has it (the shipped mosquitto/ folder, the device
+    registry, ./models), then `soundscape init` with `init_args` (.env, ACL, TLS)."""
+    folder = base / "deploy"
+    shutil.copytree(ROOT / "mosquitto", folder / "mosquitto")
+    (folder / "config").mkdir(parents=True)
+    shutil.copy(ROOT / "config" / "devices.toml", folder / "config" / "devices.toml")
+    (folder / "models").mkdir()
+    prefix = f"test-{uuid.uuid4().hex[:8]}/soundscape"
+    done = subprocess.run(
+        [*INIT, "--prefix", prefix, "--dir", str(folder), *init_args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+@pytest.fixture
+def base() -> Iterator[Path]:
+    """A work folder outside pytest's 0700 temp folder: Mosquitto drops root for its own
+    user, who must read the configuration, as in the container."""
+    folder = Path(tempfile.mkdtemp(prefix="soundscape-compose-"))
+    os.chmod(folder, 0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def deployment(base: Path) -> Path:
+    """An all-in-one deployment of device yor."""
+    return make_deployment(base, "--device-id", DEVICE)
+
+
+def yamnet_model() -> Path:
+    """The YAMNet model, as tests/inference's fixture provides it (fetched once, cached)."""
+    from services.inference.yamnet_fetch import fetch
+
+    return fetch(Path(os.environ.get("SOUNDSCAPE_INFERENCE_YAMNET_DIR") or default_yamnet_dir()))
+
+
+def on_named_volume(svc: Service, container_path: str) -> bool:
+    return any(
+        m.volume and (container_path + "/").startswith(m.target.rstrip("/") + "/")
+        for m in mounts(svc.spec)
+    )
+
+
+def published(spec: dict[str, Any]) -> list[tuple[str, int]]:
+    """(host address, container port) of each published port, in either rendered form."""
+    found = []
+    for port in spec.get("ports", []):
+        if isinstance(port, dict):
+            found.append((str(port.get("host_ip", "")), int(port["target"])))
+        else:
+            parts = str(port).split("/")[0].split(":")
+            found.append((parts[0] if len(parts) == 3 else "", int(parts[-1])))
+    return found
+
+
+def test_sensor_and_server_topologies_render(deployment: Path) -> None:
+    env = deployment / ".env"
+    sensor = render(ROOT / "compose.sensor.yml", env, deployment)["services"]
+    assert set(sensor) == {"mosquitto", "capture", "levels", "inference"}
+    assert sensor["inference"]["profiles"] == ["local-inference"]
+    assert sensor["mosquitto"]["environment"]["MOSQUITTO_ROLE"] == "sensor"
+    server = render(ROOT / "compose.server.yml", env, deployment)["services"]
+    assert {"inference-1", "inference-2", "ingest", "dashboard", "postgres"} <= set(server)
+    assert "capture" not in server and "levels" not in server
+    assert published(server["mosquitto"]) == [("", 8883)]  # 1883 stays on the network
+    assert published(server["dashboard"]) == [("127.0.0.1", 8501)]
+    assert published(sensor["mosquitto"]) == [("127.0.0.1", 1883)]
+    workers = [server[f"inference-{i}"]["environment"] for i in (1, 2)]
+    assert [w["SOUNDSCAPE_MQTT_USERNAME"] for w in workers] == ["inference-1", "inference-2"]
+    assert workers[0]["SOUNDSCAPE_MQTT_PASSWORD"] == workers[1]["SOUNDSCAPE_MQTT_PASSWORD"]
+
+
+def reader_dsn(run: ComposeRun, env: dict[str, str]) -> str:
+    """The read-only role's DSN on the run's PostgreSQL."""
+    assert run.postgres is not None
+    return (
+        f"postgresql://soundscape_reader:{env['READER_DB_PASSWORD']}"
+        f"@127.0.0.1:{run.postgres.port}/soundscape"
+    )
+
+
+def stored(dsn: str, device: str, tables: tuple[str, ...], limit_s: float = 75) -> list[int]:
+    """Rows of `device` in each table, read as the read-only role, once all have some (or
+    at the limit: ingest syncs every 30 s)."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        counts = []
+        with psycopg.connect(dsn) as conn:
+            for table in tables:
+                query = psycopg.sql.SQL("SELECT count(*) FROM {} WHERE device = %s")
+                row = conn.execute(query.format(psycopg.sql.Identifier(table)), (device,))
+                found = row.fetchone()
+                counts.append(int(found[0]) if found else 0)
+        if all(counts) or time.monotonic() > deadline:
+            return counts
+        time.sleep(2)
+
+
+def assert_healthy(run: ComposeRun, verdicts: dict[str, HealthVerdict], expected: set[str]) -> None:
+    unhealthy = {n: v.output for n, v in verdicts.items() if not v.healthy}
+    logs = "\n".join(f"--- {n}\n{run.services[n].tail()}" for n in unhealthy)
+    assert not unhealthy, f"{unhealthy}\n{logs}"
+    assert set(verdicts) == expected
+    # As in the container, Mosquitto runs as its own user once the entrypoint is done.
+    broker = run.services["mosquitto"].proc
+    assert broker is not None
+    if os.geteuid() == 0:
+        uid = Path(f"/proc/{broker.pid}/status").read_text().split("Uid:")[1].split()[0]
+        assert int(uid) == pwd.getpwnam("mosquitto").pw_uid
+    for name, svc in run.services.items():
+        assert "Traceback" not in svc.tail(10_000), f"{name}:\n{svc.tail()}"
+
+
+def test_all_in_one_runs_as_compose_starts_it(deployment: Path) -> None:
+    env = read_env(deployment / ".env")
+    config = render(ROOT / "docker-compose.yml", deployment / ".env", deployment)
+    run = ComposeRun(config, deployment.parent / "run")
+    t0 = time.monotonic()
+    # Inference's model, where its first start would have fetched it (the model-cache volume).
+    cache = run.container_path("inference", "/home/soundscape/.cache/soundscape/yamnet")
+    shutil.copytree(yamnet_model(), cache)
+    # Durable state lives on each service's own named volume, never in the container layer.
+    for name, key in [
+        ("levels", "SOUNDSCAPE_LEVELS_STATE_DIR"),
+        ("inference", "SOUNDSCAPE_INFERENCE_STATE_DIR"),
+        ("ingest", "SOUNDSCAPE_INGEST_SPOOL"),
+    ]:
+        svc = run.services[name]
+        path = svc.env[key].removeprefix(str(svc.root))
+        assert on_named_volume(svc, path), f"{name}'s {key}={path} is on no volume"
+    try:
+        verdicts = run.up()
+        services = {"mosquitto", "postgres", "capture", "inference", "levels", "ingest"}
+        assert_healthy(run, verdicts, services | {"dashboard"})
+        assert published(run.services["dashboard"].spec) == [("127.0.0.1", 8501)]
+
+        # Results through the least-privilege roles: ingest writes as soundscape_ingest (its
+        # DSN); the read-only role reads them back and may not write.
+        reader = reader_dsn(run, env)
+        counts = stored(reader, DEVICE, ("levels", "detections"))
+        assert all(counts), f"levels, detections stored: {counts}\n{run.services['ingest'].tail()}"
+        with psycopg.connect(reader) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM levels")
+        with pytest.raises(psycopg.OperationalError):
+            bad = reader.replace(env["READER_DB_PASSWORD"], "wrong")
+            psycopg.connect(bad).close()
+
+        # The defect this file replaced: the broker's check without its password.
+        spec = copy.deepcopy(config["services"]["mosquitto"])
+        del spec["environment"]["HEALTH_MQTT_PASSWORD"]
+        broken = run.variant("mosquitto", spec)
+        verdict = broken.wait_healthy(poll_s=0.2)
+        assert not verdict.healthy, verdict.output
+        assert "not authorised" in verdict.output.lower(), verdict.output
+    finally:
+        run.down()
+    assert time.monotonic() - t0 < 240
+
+
+def test_server_takes_a_sensor_over_tls(base: Path) -> None:
+    """The server topology: a provisioned device publishes audio to the TLS listener with
+    the CA `init` made; two inference workers share it; ingest stores the labels."""
+    folder = make_deployment(base, "--role", "server", "--server-name", "localhost")
+    env = read_env(folder / ".env")
+    device, password = "lamp-9", "pw-lamp-9"
+    # What `soundscape device add` leaves for the broker: a hashed line per device.
+    devices = folder / "config" / "broker" / "devices.passwd"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(devices), device, password], check=True)
+    config = render(ROOT / "compose.server.yml", folder / ".env", folder)
+    run = ComposeRun(config, base / "run")
+    cache = run.container_path("inference-1", "/home/soundscape/.cache/soundscape/yamnet")
+    shutil.copytree(yamnet_model(), cache)
+    try:
+        verdicts = run.up()
+        workers = {"inference-1", "inference-2"}
+        assert_healthy(run, verdicts, {"mosquitto", "postgres", "ingest", "dashboard"} | workers)
+
+        tls_port = run.ports[("mosquitto", 8883)]
+        prefix = env["SOUNDSCAPE_MQTT_TOPIC_PREFIX"]
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device, protocol=mqtt.MQTTv5)
+        client.username_pw_set(device, password)
+        client.tls_set(ca_certs=str(folder / "config" / "tls" / "ca.crt"))  # verifies localhost
+        client.connect("localhost", tls_port)
+        client.loop_start()
+        try:
+            start = time.time() - 10
+            noise = np.random.default_rng(0).normal(0, 3000, 16000).astype("<i2").tobytes()
+            for seq in range(6):
+                chunk = AudioChunk(device=device, seq=seq, start=start + seq, rate=16000, pcm=noise)
+                info = client.publish(chunk.topic(prefix), chunk.encode(), qos=0)
+                info.wait_for_publish(5)
+                time.sleep(0.2)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        counts = stored(reader_dsn(run, env), device, ("detections",))
+        assert all(counts), f"detections stored: {counts}\n{run.services['ingest'].tail()}"
+    finally:
+        run.down()
