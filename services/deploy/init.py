@@ -3,6 +3,7 @@
     soundscape init --device-id yor                      # all-in-one: one Pi runs everything
     soundscape init --role server --server-name mqtt.example.org
     soundscape init --role sensor --device-id yor --server-name mqtt.example.org
+    soundscape init --acl-only                           # a sensor with a `device add` bundle
 
 Writes, in --dir (default: this folder, where the Compose files are):
 - `.env` (mode 0600): a fresh random password for every broker account and database role, the
@@ -229,6 +230,31 @@ def init(
     return written
 
 
+def env_prefix(env_path: Path) -> str | None:
+    """SOUNDSCAPE_MQTT_TOPIC_PREFIX of an existing `.env`, if it sets one."""
+    for line in env_path.read_text(encoding="utf-8").splitlines():
+        name, sep, value = line.strip().partition("=")
+        if sep and name == "SOUNDSCAPE_MQTT_TOPIC_PREFIX":
+            return value.strip()
+    return None
+
+
+def _acl_only(folder: Path, prefix: str | None) -> int:
+    env_path = folder / ".env"
+    if prefix is None and env_path.exists():
+        prefix = env_prefix(env_path)
+    if prefix is None:
+        print(f"soundscape init: no --prefix and no prefix in {env_path}", file=sys.stderr)
+        return 2
+    try:
+        check_prefix(prefix)
+    except MessageError as exc:
+        print(f"soundscape init: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {write_acl(folder / 'config', prefix)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write `.env`, the ACL and (server) the TLS files; print what to run next."""
     parser = argparse.ArgumentParser(
@@ -237,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--role", choices=ROLES, default="all-in-one", help="topology")
-    parser.add_argument("--prefix", default="soundscape", help="MQTT topic prefix")
+    parser.add_argument("--prefix", help="MQTT topic prefix (default soundscape)")
     parser.add_argument("--device-id", help="this Pi's device id (all-in-one, sensor)")
     parser.add_argument(
         "--server-name", help="host name or address of the server's broker (server, sensor)"
@@ -250,12 +276,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--dir", type=Path, default=Path("."), help="deployment folder")
     parser.add_argument("--force", action="store_true", help="replace an existing .env")
+    parser.add_argument(
+        "--acl-only",
+        action="store_true",
+        help="only (re-)render config/broker/acl, for --prefix or the existing .env's prefix "
+        "(a sensor bundle from `soundscape device add` brings its own .env)",
+    )
     args = parser.parse_args(argv)
+    if args.acl_only:
+        return _acl_only(args.dir, args.prefix)
     try:
         written = init(
             args.dir,
             args.role,
-            args.prefix,
+            args.prefix or "soundscape",
             args.device_id,
             args.server_name,
             args.sensor_inference,

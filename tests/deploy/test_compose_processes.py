@@ -1,11 +1,11 @@
 """Compose, run for real without an engine (tests/deploy/compose_runner.py says how).
 
-`soundscape init` writes a deployment's .env and ACL; `docker-compose config` renders the
-all-in-one file with it; every service then starts as a local process with its own command
-and environment, the broker through the shipped entrypoint and mosquitto/ folder, and each
-passes its own health check. Results reach PostgreSQL through ingest's writer role and are
-read back with the read-only role. A copy with the broker check's password removed (the
-defect this replaced) is reported unhealthy.
+`soundscape init` writes a deployment's .env and ACL (and a server's TLS files);
+`docker-compose config` renders a topology's file with it; every service then starts as a
+local process with its own command and environment, the broker through the shipped
+entrypoint and mosquitto/ folder, and each passes its own health check. Results reach
+PostgreSQL through ingest's writer role and are read back with the read-only role. A copy
+with the broker check's password removed (the defect this replaced) is reported unhealthy.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from services.deploy.init import make_server_tls
 from services.inference.settings import default_yamnet_dir
+from services.localservers import free_port
 from shared.messages import AudioChunk
 from tests.deploy.compose_runner import ROOT, ComposeRun, HealthVerdict, Service, mounts, render
 
@@ -249,5 +251,43 @@ def test_server_takes_a_sensor_over_tls(base: Path) -> None:
             client.loop_stop()
         counts = stored(reader_dsn(run, env), device, ("detections",))
         assert all(counts), f"detections stored: {counts}\n{run.services['ingest'].tail()}"
+    finally:
+        run.down()
+
+
+def test_sensor_runs_with_its_bridge_configured(base: Path) -> None:
+    """The sensor topology with local inference: its broker composes the sensor role and the
+    bridge (here to a server that does not answer: the Pi's services must not care), and
+    capture, levels and inference pass their health checks against it."""
+    folder = make_deployment(base, "--role", "sensor", "--device-id", DEVICE)
+    env = read_env(folder / ".env")
+    assert env["COMPOSE_PROFILES"] == "local-inference"
+    ca = base / "ca"
+    make_server_tls(ca / "tls", ca / "key", "localhost")
+    (folder / "config" / "tls").mkdir()
+    shutil.copy(ca / "tls" / "ca.crt", folder / "config" / "tls" / "ca.crt")
+    prefix = env["SOUNDSCAPE_MQTT_TOPIC_PREFIX"]
+    # The shape of what `soundscape device add` renders (mosquitto/bridge.conf.template).
+    (folder / "config" / "bridge.conf").write_text(
+        f"connection {DEVICE}\naddress 127.0.0.1:{free_port()}\n"
+        f"remote_clientid {DEVICE}\nremote_username {DEVICE}\nremote_password unused\n"
+        "cleansession false\nnotifications false\nrestart_timeout 2 15\n"
+        "bridge_cafile /etc/soundscape/tls/ca.crt\n"
+        f"topic {prefix}/{DEVICE}/levels out 1\n"
+    )
+    config = render(ROOT / "compose.sensor.yml", folder / ".env", folder)
+    run = ComposeRun(config, base / "run")
+    cache = run.container_path("inference", "/home/soundscape/.cache/soundscape/yamnet")
+    shutil.copytree(yamnet_model(), cache)
+    try:
+        verdicts = run.up()
+        assert_healthy(run, verdicts, {"mosquitto", "capture", "levels", "inference"})
+        composed = (
+            run.services["mosquitto"].root / "mosquitto" / "run" / "mosquitto.conf"
+        ).read_text()
+        assert f"connection {DEVICE}" in composed
+        assert (
+            f"bridge_cafile {run.services['mosquitto'].root}/mosquitto/run/tls/ca.crt" in composed
+        )
     finally:
         run.down()

@@ -90,3 +90,12 @@ def test_server_certificate_verifies_for_its_name_and_localhost(tmp_path: Path) 
     assert verify("-verify_ip", "10.0.0.5") == 0
     assert verify("-verify_hostname", "localhost") == 0
     assert verify("-verify_hostname", "evil.org") != 0
+
+
+def test_acl_only_renders_for_the_existing_env_prefix(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("# a sensor bundle\nSOUNDSCAPE_MQTT_TOPIC_PREFIX=city/ss\n")
+    before = (tmp_path / ".env").read_text()
+    assert main(["--acl-only", "--dir", str(tmp_path)]) == 0
+    assert "pattern write city/ss/%u/levels" in (tmp_path / "config/broker/acl").read_text()
+    assert (tmp_path / ".env").read_text() == before
+    assert main(["--acl-only", "--dir", str(tmp_path / "none")]) == 2
