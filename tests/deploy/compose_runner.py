@@ -48,6 +48,10 @@ IMAGE_PORTS: dict[str, tuple[int, ...]] = {
     "postgres": (5432,),
     "dashboard": (8501,),
 }
+#: Health checks run one at a time: they share the `health` user, and with client ids bound
+#: to users two at the same instant would take over each other's connection (Docker runs
+#: each container's check an `interval` apart, so they seldom meet there).
+CHECKS = threading.Lock()
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
 
@@ -155,9 +159,15 @@ class Service:
         argv = ["/bin/sh", "-c", args[0]] if kind == "CMD-SHELL" else args
         timeout = timeout_s or duration(self.spec["healthcheck"].get("timeout"), 30.0)
         try:
-            done = subprocess.run(
-                argv, env=self.env, capture_output=True, text=True, timeout=timeout, cwd=self.root
-            )
+            with CHECKS:
+                done = subprocess.run(
+                    argv,
+                    env=self.env,
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
+                    cwd=self.root,
+                )
         except subprocess.TimeoutExpired:
             return False, f"timed out after {timeout} s"
         return done.returncode == 0, (done.stdout + done.stderr).strip()

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -213,9 +214,23 @@ def test_all_in_one_runs_as_compose_starts_it(deployment: Path) -> None:
     assert time.monotonic() - t0 < 240
 
 
+def tls_client(port: int, ca: Path, user: str, password: str) -> mqtt.Client:
+    """A connected paho client over TLS that verifies the server as `localhost`."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=user, protocol=mqtt.MQTTv5)
+    client.username_pw_set(user, password)
+    client.tls_set(ca_certs=str(ca))
+    connected = threading.Event()
+    client.on_connect = lambda *_args: connected.set()
+    client.connect("localhost", port)
+    client.loop_start()
+    assert connected.wait(10), f"{user} could not connect over TLS"
+    return client
+
+
 def test_server_takes_a_sensor_over_tls(base: Path) -> None:
     """The server topology: a provisioned device publishes audio to the TLS listener with
-    the CA `init` made; two inference workers share it; ingest stores the labels."""
+    the CA `init` made; the two inference workers share it; a reader on the same listener
+    gets the labels and never audio. (Storage through the roles: the all-in-one test.)"""
     folder = make_deployment(base, "--role", "server", "--server-name", "localhost")
     env = read_env(folder / ".env")
     device, password = "lamp-9", "pw-lamp-9"
@@ -231,26 +246,35 @@ def test_server_takes_a_sensor_over_tls(base: Path) -> None:
         workers = {"inference-1", "inference-2"}
         assert_healthy(run, verdicts, {"mosquitto", "postgres", "ingest", "dashboard"} | workers)
 
-        tls_port = run.ports[("mosquitto", 8883)]
+        port, ca = run.ports[("mosquitto", 8883)], folder / "config" / "tls" / "ca.crt"
         prefix = env["SOUNDSCAPE_MQTT_TOPIC_PREFIX"]
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device, protocol=mqtt.MQTTv5)
-        client.username_pw_set(device, password)
-        client.tls_set(ca_certs=str(folder / "config" / "tls" / "ca.crt"))  # verifies localhost
-        client.connect("localhost", tls_port)
-        client.loop_start()
+        got: list[str] = []
+        labels = threading.Event()
+        reader = tls_client(port, ca, "reader", env["READER_MQTT_PASSWORD"])
+        sensor = tls_client(port, ca, device, password)
         try:
+
+            def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+                got.append(msg.topic)
+                if msg.topic.endswith("/labels"):
+                    labels.set()
+
+            reader.on_message = on_message
+            reader.subscribe(f"{prefix}/#", qos=1)
+            time.sleep(0.5)
             start = time.time() - 10
             noise = np.random.default_rng(0).normal(0, 3000, 16000).astype("<i2").tobytes()
-            for seq in range(6):
+            for seq in range(4):
                 chunk = AudioChunk(device=device, seq=seq, start=start + seq, rate=16000, pcm=noise)
-                info = client.publish(chunk.topic(prefix), chunk.encode(), qos=0)
-                info.wait_for_publish(5)
-                time.sleep(0.2)
+                sensor.publish(chunk.topic(prefix), chunk.encode(), qos=0).wait_for_publish(5)
+            assert labels.wait(30), (
+                f"no labels; reader got {got}\n{run.services['inference-1'].tail()}"
+            )
+            assert not [t for t in got if t.endswith("/audio")]
         finally:
-            client.disconnect()
-            client.loop_stop()
-        counts = stored(reader_dsn(run, env), device, ("detections",))
-        assert all(counts), f"detections stored: {counts}\n{run.services['ingest'].tail()}"
+            for client in (reader, sensor):
+                client.disconnect()
+                client.loop_stop()
     finally:
         run.down()
 
