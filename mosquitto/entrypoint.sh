@@ -69,11 +69,16 @@ if [ "$role" = sensor ] && [ ! -f "$etc_dir/bridge.conf" ]; then
   echo "role sensor needs $etc_dir/bridge.conf: copy it from 'soundscape device add'" >&2
   exit 2
 fi
+# Mosquitto scopes some options to the listener above them; above every listener (the base
+# file) they would open a default listener on 1883 of their own. Those the base names go
+# under each of the role's listeners instead.
+scoped='^(use_username_as_clientid|max_connections|protocol|mount_point)[[:space:]]'
 conf="$run_dir/mosquitto.conf"
 {
-  cat "$conf_dir/mosquitto.conf"
+  grep -Ev "$scoped" "$conf_dir/mosquitto.conf" || true
   printf '\n# --- role %s (%s)\n' "$role" "$role_conf"
-  cat "$role_conf"
+  LISTENER_OPTS=$(grep -E "$scoped" "$conf_dir/mosquitto.conf" || true) \
+    awk '{ print } /^listener[ \t]/ && ENVIRON["LISTENER_OPTS"] != "" { print ENVIRON["LISTENER_OPTS"] }' "$role_conf"
   if [ "$role" = sensor ]; then
     printf '\n# --- bridge (%s)\n' "$etc_dir/bridge.conf"
     cat "$etc_dir/bridge.conf"

@@ -4,12 +4,16 @@ Mosquitto starts (the happy paths run in test_compose_processes.py)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
-from services.deploy.init import write_acl
+from services.deploy.init import make_server_tls, write_acl
+from services.localservers import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "mosquitto" / "entrypoint.sh"
@@ -43,3 +47,45 @@ def test_refused_with_a_reason(tmp_path: Path, env: dict[str, str], acl: bool, r
     done = entrypoint(tmp_path, **env)
     assert done.returncode == 2, done.stderr
     assert reason in done.stderr
+
+
+def test_listener_scoped_base_options_go_under_every_listener() -> None:
+    """`use_username_as_clientid` above every listener would open a default listener on
+    1883 of its own (Mosquitto scopes it to a listener): the entrypoint repeats it under each
+    of the role's listeners, and the broker serves on exactly those."""
+    base = Path(tempfile.mkdtemp(prefix="soundscape-entrypoint-"))
+    os.chmod(base, 0o755)
+    try:
+        conf = base / "mosquitto"
+        shutil.copytree(ROOT / "mosquitto", conf)
+        (conf / "mosquitto.conf").write_text(
+            (conf / "mosquitto.conf").read_text() + "\nuse_username_as_clientid true\n"
+        )
+        plain, tls = free_port(), free_port()
+        role = conf / "roles" / "server.conf"
+        text = role.read_text().replace("listener 1883\n", f"listener {plain} 127.0.0.1\n")
+        role.write_text(text.replace("listener 8883\n", f"listener {tls} 127.0.0.1\n"))
+        make_server_tls(base / "etc" / "tls", base / "ca", "localhost")
+        write_acl(base / "etc", "soundscape")
+        dirs = {
+            "MOSQUITTO_CONFIG_DIR": str(conf),
+            "MOSQUITTO_DATA_DIR": str(base / "data"),
+            "SOUNDSCAPE_CONFIG_DIR": str(base / "etc"),
+            "MOSQUITTO_RUN_DIR": str(base / "run"),
+        }
+        env = {"PATH": os.environ["PATH"], "MOSQUITTO_ROLE": "server", "MQTT_USERS": "health=x"}
+        proc = subprocess.Popen([str(conf / "entrypoint.sh")], env={**env, **dirs})
+        try:
+            wait_port("127.0.0.1", plain)
+            wait_port("127.0.0.1", tls)
+            composed = (base / "run" / "mosquitto.conf").read_text()
+            head, _, roles = composed.partition("# --- role server")
+            assert "use_username_as_clientid" not in head
+            assert roles.count("use_username_as_clientid true") == 2
+            time.sleep(0.5)  # a second listener on 1883 would have failed by now
+            assert proc.poll() is None
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
