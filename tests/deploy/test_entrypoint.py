@@ -81,7 +81,10 @@ def test_listener_scoped_base_options_go_under_every_listener() -> None:
             composed = (base / "run" / "mosquitto.conf").read_text()
             head, _, roles = composed.partition("# --- role server")
             assert "use_username_as_clientid" not in head
-            assert roles.count("use_username_as_clientid true") == 2
+            lines = roles.splitlines()
+            listeners = [i for i, line in enumerate(lines) if line.startswith("listener ")]
+            assert len(listeners) == 2
+            assert all(lines[i + 1] == "use_username_as_clientid true" for i in listeners)
             time.sleep(0.5)  # a second listener on 1883 would have failed by now
             assert proc.poll() is None
         finally:
