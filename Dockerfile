@@ -17,9 +17,12 @@ COPY shared ./shared
 COPY services ./services
 RUN pip install --no-cache-dir ".[ml,dashboard]"
 
-# No component writes audio to disk; this user owns only the caches and the ingest spool.
+# No component writes audio to disk; this user owns only the caches and the state folder.
+# Both exist in the image, owned by the user, so the named volumes Compose mounts there
+# (model-cache, spool, *-state) start with that owner instead of root.
 RUN useradd --create-home --uid 1000 soundscape \
- && mkdir -p /var/lib/soundscape && chown soundscape /var/lib/soundscape
+ && mkdir -p /var/lib/soundscape /home/soundscape/.cache \
+ && chown soundscape:soundscape /var/lib/soundscape /home/soundscape/.cache
 USER soundscape
 ENV HF_HOME=/home/soundscape/.cache/huggingface \
     SOUNDSCAPE_INGEST_SPOOL=/var/lib/soundscape/spool.sqlite3 \

@@ -8,5 +8,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 .venv/bin/ruff check shared services tests benchmarks
 .venv/bin/ruff format --check shared services tests benchmarks
 .venv/bin/mypy
-docker-compose --env-file .env.example config -q
+for compose in docker-compose.yml compose.server.yml compose.sensor.yml; do
+  docker-compose -f "$compose" --env-file .env.example config -q
+done
 exec .venv/bin/python -m pytest "$@"

@@ -10,6 +10,7 @@
     soundscape dashboard ...    the Streamlit dashboard
     soundscape stack ...        run the whole pipeline as local processes
     soundscape health --node N  exit 0 when node N reports online (container health check)
+    soundscape init ...         first-run set-up: .env with fresh passwords, broker ACL, TLS
     soundscape device add|list|remove   provision sensors: registry, credentials, bundle
     soundscape <cmd> --help     options of one command
 
@@ -34,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "dashboard": "services.dashboard.app",
     "stack": "services.stack",
     "health": "services.health",
+    "init": "services.deploy.init",
     "device": "services.deploy.devices",
 }
 

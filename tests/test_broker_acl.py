@@ -1,5 +1,6 @@
-"""The deployment broker configuration: no anonymous access, each device writes only its own
-topics, result readers never see audio. Runs mosquitto with mosquitto/acl as shipped."""
+"""The deployment broker's ACL: no anonymous access, each device writes only its own topics,
+result readers and ingest never see audio. Runs mosquitto with the ACL `soundscape init`
+renders (services/deploy/acl.py), for the default prefix and for a deeper one."""
 
 from __future__ import annotations
 
@@ -7,32 +8,60 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from services.deploy.init import write_acl
 from tests.support import servers
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[1]
-USERS = {"yor": "pw-yor", "abc": "pw-abc", "inference": "pw-inf", "reader": "pw-reader"}
+USERS = {
+    "yor": "pw-yor",
+    "abc": "pw-abc",
+    "inference": "pw-inf",
+    "inference-2": "pw-inf",
+    "ingest": "pw-ingest",
+    "reader": "pw-reader",
+    "health": "pw-health",
+}
 
 
-@pytest.fixture(scope="module")
-def acl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+@dataclass
+class AclBroker:
+    port: int
+    prefix: str
+
+
+@pytest.fixture(scope="module", params=["soundscape", "city-7/noise/soundscape"])
+def acl_broker(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AclBroker]:
     work = tmp_path_factory.mktemp("acl-broker")
     passwd = work / "passwd"
     passwd.touch()
     for user, password in USERS.items():
         subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True)
+    acl = write_acl(work / "config", request.param)
     broker = servers.start_mosquitto(
-        work,
-        f"allow_anonymous false\npassword_file {passwd}\nacl_file {ROOT / 'mosquitto' / 'acl'}",
+        work, f"allow_anonymous false\npassword_file {passwd}\nacl_file {acl}"
     )
-    yield broker.port
+    yield AclBroker(broker.port, request.param)
     broker.stop()
+
+
+def test_rendered_acl_names_only_its_prefix(tmp_path: Path) -> None:
+    text = write_acl(tmp_path, "city-7/noise").read_text()
+    topics = [
+        line.split()[-1] for line in text.splitlines() if line.startswith(("topic", "pattern"))
+    ]
+    assert topics and all(
+        t.startswith(("city-7/noise/", "$share/inference/city-7/noise/", "$SYS/")) for t in topics
+    )
+    assert "soundscape/" not in text.replace("soundscape init", "")
 
 
 class Client:
@@ -70,32 +99,40 @@ class Client:
         self.c.loop_stop()
 
 
-def test_anonymous_and_wrong_password_are_refused(acl_broker: int) -> None:
+def test_anonymous_and_wrong_password_are_refused(acl_broker: AclBroker) -> None:
     for user, password in [(None, None), ("yor", "wrong")]:
-        client = Client(acl_broker, user, password)
+        client = Client(acl_broker.port, user, password)
         assert not client.accepted
         client.close()
 
 
 def test_devices_write_only_their_own_topics_and_readers_never_see_audio(
-    acl_broker: int,
+    acl_broker: AclBroker,
 ) -> None:
-    inference = Client(acl_broker, "inference", USERS["inference"])
-    reader = Client(acl_broker, "reader", USERS["reader"])
-    yor = Client(acl_broker, "yor", USERS["yor"])
+    p = acl_broker.prefix
+    names = ["inference", "inference-2", "ingest", "reader", "health", "yor"]
+    clients = {name: Client(acl_broker.port, name, USERS[name]) for name in names}
+    inference, worker, ingest, reader, health, yor = clients.values()
     try:
-        assert inference.accepted and reader.accepted and yor.accepted
-        inference.sub("soundscape/+/audio")
-        reader.sub("soundscape/#")
+        assert all(c.accepted for c in clients.values())
+        inference.sub(f"{p}/+/audio")
+        worker.sub(f"$share/inference/{p}/+/audio")
+        for consumer in (ingest, reader, health):
+            consumer.sub(f"{p}/#")
 
         time.sleep(0.3)
-        yor.pub("soundscape/yor/audio")  # allowed
-        yor.pub("soundscape/abc/audio")  # another device's topic: dropped by the broker
-        yor.pub("soundscape/yor/labels")  # a device may not forge results
-        inference.pub("soundscape/yor/labels")  # allowed
+        yor.pub(f"{p}/yor/audio")  # allowed
+        yor.pub(f"{p}/abc/audio")  # another device's topic: dropped by the broker
+        yor.pub(f"{p}/yor/levels")  # its own results (a sensor that measures itself)
+        yor.pub(f"{p}/abc/labels")  # another device's results: dropped
+        yor.pub(f"{p}/yor/status")
+        inference.pub(f"{p}/abc/labels")  # allowed
+        reader.pub(f"{p}/abc/levels")  # read-only: dropped
         time.sleep(0.5)
-        assert inference.got == ["soundscape/yor/audio"]
-        assert reader.got == ["soundscape/yor/labels"]
+        assert inference.got == worker.got == [f"{p}/yor/audio"]
+        results = [f"{p}/yor/levels", f"{p}/yor/status", f"{p}/abc/labels"]
+        assert ingest.got == reader.got == results
+        assert health.got == [f"{p}/yor/status"]
     finally:
-        for client in (inference, reader, yor):
+        for client in clients.values():
             client.close()
