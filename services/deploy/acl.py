@@ -18,10 +18,17 @@ from __future__ import annotations
 from typing import Final
 
 from services.deploy.accounts import MAX_INFERENCE_WORKERS, inference_workers
-from shared.messages import RESULT_TYPES, AudioChunk, LabelsResult, Status, check_prefix
+from shared.messages import (
+    RESULT_TYPES,
+    AudioChunk,
+    GapReport,
+    LabelsResult,
+    Status,
+    check_prefix,
+)
 
 #: Gap reports (`{prefix}/{device}/gaps`): written by whoever lost audio, stored by ingest.
-GAPS_LEAF: Final = "gaps"
+GAPS_LEAF: Final = GapReport.LEAF
 
 #: What levels publishes (everything in RESULT_TYPES but labels, which inference writes).
 LEVELS_LEAVES: Final[tuple[str, ...]] = tuple(
@@ -34,7 +41,7 @@ SHARE_GROUP: Final = "inference"
 
 def result_leaves() -> list[str]:
     """Every result leaf a device or service may publish and ingest stores, gaps included."""
-    return sorted(set(RESULT_TYPES) | {GAPS_LEAF})
+    return sorted(RESULT_TYPES)
 
 
 def _inference_block(user: str, prefix: str) -> list[str]:
@@ -75,7 +82,7 @@ def render_acl(prefix: str) -> str:
         "user levels",
         f"topic read {p}/+/{AudioChunk.LEAF}",
         f"topic read {p}/+/{LabelsResult.LEAF}",
-        *(f"topic write {p}/+/{leaf}" for leaf in (*LEVELS_LEAVES, GAPS_LEAF)),
+        *(f"topic write {p}/+/{leaf}" for leaf in LEVELS_LEAVES),
         "",
         "# ingest: results only, never audio; the broker's counters of dropped messages.",
         "user ingest",

@@ -13,42 +13,21 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from services.deploy.acl import render_acl
+from shared.messages import RESULT_TYPES
+
 ROOT = Path(__file__).resolve().parents[2]
 BASE_CONF = ROOT / "mosquitto" / "mosquitto.conf"
 
 
-RESULTS = ("labels", "levels", "summary", "indices", "events", "gaps")
+RESULTS = tuple(sorted(RESULT_TYPES))
 
 
 def acl_fixture(prefix: str) -> str:
-    """An ACL shaped like the deployment's (devices by `%u`, least privilege). The real one is
-    rendered by `soundscape init` (services/deploy/acl.py), not part of these tests yet."""
-    p = prefix
-    read_results = "\n".join(f"topic read {p}/+/{leaf}" for leaf in RESULTS)
-    lines = [
-        f"pattern read {p}/+/status",
-        f"pattern write {p}/%u/status",
-        *(f"pattern write {p}/%u/{leaf}" for leaf in ("audio", *RESULTS)),
-        "user inference",
-        f"topic read {p}/+/audio",
-        f"topic read $share/inference/{p}/+/audio",
-        f"topic write {p}/+/labels",
-        f"topic write {p}/+/gaps",
-        "user levels",
-        f"topic read {p}/+/audio",
-        f"topic read {p}/+/labels",
-        *(f"topic write {p}/+/{leaf}" for leaf in ("levels", "summary", "indices", "events")),
-        f"topic write {p}/+/gaps",
-        "user ingest",
-        read_results,
-        "user reader",
-        read_results,
-        # Test only: watches what a broker carries.
-        "user tap",
-        f"topic read {p}/+/audio",
-        read_results,
-    ]
-    return "\n".join(lines) + "\n"
+    """The deployment's ACL as `soundscape init` renders it, plus a test-only `tap` user that
+    watches what a broker carries (audio included)."""
+    tap = [f"topic read {prefix}/+/{leaf}" for leaf in ("audio", *RESULTS)]
+    return render_acl(prefix) + "\n".join(["# Test only.", "user tap", *tap]) + "\n"
 
 
 @dataclass(frozen=True)
