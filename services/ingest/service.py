@@ -96,6 +96,9 @@ class Ingest:
             counters["spool_depth"] = self.spool.depth()
         except sqlite3.Error:
             counters["spool_depth"] = -1  # unreadable: spool_errors says more
+        link = getattr(self, "link", None)  # None while the link itself is being built
+        if link is not None and link.receive_errors:
+            counters["receive_errors"] = link.receive_errors
         detail = None
         if state == "online" and not self.syncer.healthy:
             state, detail = "degraded", (self.syncer.last_error or "sync failing")[:500]
@@ -175,9 +178,7 @@ class Ingest:
         now = time.time()
         results: list[Result] = []
         for delivery in batch:
-            verdict = self.triage.message(
-                delivery.topic, delivery.payload, delivery.content_type, now
-            )
+            verdict = self._triage(delivery, now)
             if isinstance(verdict, Rejection):
                 log.warning("rejected %s: %s", verdict.topic, verdict.reason)
                 self.stats.add("rejected")
@@ -211,6 +212,18 @@ class Ingest:
             )
         unacked = sum(not self.link.ack(d) for d in batch)
         self.stats.add("acked", len(batch) - unacked)
+
+    def _triage(self, delivery: Delivery, now: float) -> Result | Rejection:
+        """Triage one delivery; a failure of ours is a rejection too (counted `rejected_error`,
+        then acknowledged), so that no message can stop ingest and come back at every start."""
+        try:
+            return self.triage.message(delivery.topic, delivery.payload, delivery.content_type, now)
+        except Exception as exc:
+            first = not self.stats.snapshot().get("rejected_error")
+            log.error(
+                "triage of a message on %s failed: %s", delivery.topic[:200], exc, exc_info=first
+            )
+            return Rejection(delivery.topic, f"{type(exc).__name__}: {str(exc)[:200]}", "error")
 
     async def _sync_loop(self, syncing: ThreadPoolExecutor) -> None:
         while True:
