@@ -1,7 +1,14 @@
 """One versioned message class per topic. Import them from here."""
 
 from shared.messages.audio import AudioChunk
-from shared.messages.base import JSON, MSGPACK, Message, check_id, check_prefix
+from shared.messages.base import (
+    JSON,
+    MAX_PACKET_BYTES,
+    MSGPACK,
+    Message,
+    check_id,
+    check_prefix,
+)
 from shared.messages.events import NoiseEvent
 from shared.messages.indices import IndicesResult
 from shared.messages.labels import LabelScore, LabelsResult
@@ -12,6 +19,7 @@ from shared.messages.window import WindowMessage
 
 __all__ = [
     "JSON",
+    "MAX_PACKET_BYTES",
     "MSGPACK",
     "RESULT_TYPES",
     "AudioChunk",

@@ -245,12 +245,17 @@ class Message(BaseModel):
         stack: list[tuple[Any, int]] = [(data, 1)]
         while stack:
             item, depth = stack.pop()
-            if depth > cls.MAX_DEPTH:
-                raise MessageError(f"{cls.LEAF} payload is nested more than {cls.MAX_DEPTH} deep")
             if len(item) > cls.MAX_ITEMS:
                 raise MessageError(f"{cls.LEAF} payload has a container of {len(item)} items")
-            values = item.values() if isinstance(item, dict) else item
-            stack.extend((v, depth + 1) for v in values if isinstance(v, dict | list))
+            values = item.values() if type(item) is dict else item
+            if depth >= cls.MAX_DEPTH:  # only scalars below: checked at C speed
+                kinds = set(map(type, values))
+                if list in kinds or dict in kinds:
+                    raise MessageError(
+                        f"{cls.LEAF} payload is nested more than {cls.MAX_DEPTH} deep"
+                    )
+                continue
+            stack.extend([(v, depth + 1) for v in values if type(v) is list or type(v) is dict])
 
     @classmethod
     def from_mqtt(

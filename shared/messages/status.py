@@ -9,9 +9,9 @@ from pydantic import Field
 
 from shared.messages.base import DeviceId, Message
 
-#: Most counters one status carries, and the longest counter name.
+#: Most counters one status carries; a counter's name is 1-64 plain ASCII characters.
 MAX_COUNTERS = 256
-CounterName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00]+$")]
+CounterName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:/-]{1,64}$")]
 #: A counter's value: a PostgreSQL bigint (a level such as spool_depth may be -1).
 CounterValue = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
@@ -22,7 +22,7 @@ class Status(Message):
     LEAF = "status"
     QOS = 1
     RETAIN = True
-    MAX_PAYLOAD_BYTES = 64 * 1024
+    MAX_PAYLOAD_BYTES = 32 * 1024
     MAX_STR_BYTES = 2048  # detail: 500 characters of UTF-8
     MAX_ITEMS = MAX_COUNTERS
 
