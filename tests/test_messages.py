@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import tracemalloc
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -206,7 +207,7 @@ EMOJI = "\U0001f600"  # four bytes of UTF-8: the longest a character can be
 
 def largest_messages() -> list[Message]:
     """The largest valid message of each class: every list and map full, strings at their limit."""
-    window = {"device": "d" * 64, "seq": 2**63 - 1, "start": T0, "duration": 3600.0}
+    window: dict[str, Any] = {"device": "d" * 64, "seq": 2**63 - 1, "start": T0, "duration": 3600.0}
     full = [LabelScore(label=EMOJI * 200, score=0.123456789) for _ in range(MAX_LABELS)]
     return [
         AudioChunk(
@@ -331,13 +332,14 @@ def test_declared_length_bombs_are_rejected(cls: type[Message]) -> None:
 def test_str_array_map_and_bin_limits_hold_per_class() -> None:
     base = {"device": "yor", "seq": 0, "start": T0, "duration": 1.0, "model": "m"}
     label = {"label": "Speech", "score": 0.5}
-    for over, reason in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"model": "m" * 1025}, "max_str_len"),
         ({"labels": [label] * (MAX_LABELS + 1)}, "max_array_len"),
         ({"labels": [label], "x" * 1025: 1}, "max_str_len"),
         ({"labels": [label], "pcm": b"\0"}, "max_bin_len"),
         ({"labels": [[[1]]]}, "too many arrays and maps|nested"),
-    ]:
+    ]
+    for over, reason in cases:
         with pytest.raises(MessageError, match=reason):
             LabelsResult.decode(msgpack.packb({**base, **over}, use_bin_type=True))
     with pytest.raises(MessageError, match="max_map_len"):

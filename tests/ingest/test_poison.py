@@ -47,14 +47,16 @@ async def test_a_poison_message_is_counted_acknowledged_and_never_redelivered(
 ) -> None:
     real_triage = Triage.message
 
-    def triage(self: Triage, topic: str, payload: bytes, *args: object) -> Result | Rejection:
+    def triage(
+        self: Triage, topic: str, payload: bytes, ctype: str | None, now: float
+    ) -> Result | Rejection:
         if payload == b"poison-triage":
             raise RecursionError("a bug deep in triage")
-        return real_triage(self, topic, payload, *args)  # type: ignore[arg-type]
+        return real_triage(self, topic, payload, ctype, now)
 
     monkeypatch.setattr(Triage, "message", triage)
     settings = IngestSettings(
-        database_url=database,  # type: ignore[arg-type]
+        database_url=database,
         sync_interval=0.3,
         spool=tmp_path / "spool.sqlite3",
         client_id=f"test-poison-{uuid.uuid4().hex[:8]}",
