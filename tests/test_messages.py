@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import re
 import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -379,6 +382,18 @@ def test_decoding_costs_memory_in_proportion_to_the_payload() -> None:
         finally:
             tracemalloc.stop()
         assert peak < 10 * len(payload), (len(payload), peak)
+    # The largest valid chunk, and an array bomb as large: the PCM is held once or twice.
+    audio = largest_messages()[0].encode()
+    bomb = b"\xdd" + (MAX_PCM_BYTES - 64).to_bytes(4, "big") + b"\xc0" * (MAX_PCM_BYTES - 64)
+    for payload in (audio, bomb):
+        tracemalloc.start()
+        try:
+            with contextlib.suppress(MessageError):
+                AudioChunk.decode(payload)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 3 * len(payload), (len(payload), peak)
 
 
 def test_levels_bands_are_the_known_centres_only() -> None:
@@ -442,3 +457,17 @@ def test_json_constants_and_huge_numbers_are_rejected() -> None:
     ):
         with pytest.raises(MessageError):
             IndicesResult.decode(text, JSON)
+
+
+def test_every_counter_a_service_keeps_is_a_valid_status_counter_name() -> None:
+    root = Path(__file__).resolve().parents[1]
+    names: set[str] = set()
+    for path in [*root.glob("services/**/*.py"), root / "shared" / "mqtt.py"]:
+        text = path.read_text()
+        names |= set(re.findall(r"(?:stats|counters)\[\s*\"([^\"]+)\"\s*\]", text))
+        names |= set(re.findall(r"stats\.add\(\s*\"([^\"]+)\"", text))
+        names |= {f"rejected_{c}" for c in re.findall(r"Rejection\(.*\"(\w+)\"\)$", text, re.M)}
+    assert {"rejected", "handler_errors", "rejected_invalid", "rejected_error"} <= names
+    counters = dict.fromkeys(sorted(names), 1)
+    assert len(counters) <= MAX_COUNTERS
+    assert Status(device="n", service="s", state="online", counters=counters).counters == counters

@@ -99,8 +99,8 @@ class Message(BaseModel):
     QOS: ClassVar[int] = 1
     RETAIN: ClassVar[bool] = False
 
-    #: Decoding limits, checked before or while a payload is decoded (so no payload costs more
-    #: memory than a few times its size): the whole payload, one string or map key (UTF-8
+    #: Decoding limits, checked before or while a payload is decoded (so a payload costs a
+    #: bounded multiple of its size in memory): the whole payload, one string or map key (UTF-8
     #: bytes), one msgpack bin, the items of one array or map, the arrays and maps in all,
     #: and their nesting (the top map is depth 1).
     MAX_PAYLOAD_BYTES: ClassVar[int] = 16 * 1024
