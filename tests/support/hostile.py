@@ -238,9 +238,10 @@ def hostile(cls: type[Message], device: str) -> st.SearchStrategy[Hostile]:
         ct = draw(st.sampled_from(encodings))
         data = dict(fields)
         key = draw(st.sampled_from(sorted(data)))
+        items = min(cls.MAX_ITEMS, 1024)  # one more than the limit, or simply many
         data[key] = draw(
             st.one_of(
-                st.lists(st.just(data[key]), min_size=cls.MAX_ITEMS, max_size=cls.MAX_ITEMS + 40),
+                st.lists(st.just(data[key]), min_size=items, max_size=items + 40),
                 st.dictionaries(st.text(max_size=8), SCALARS, min_size=1, max_size=80),
                 st.lists(
                     st.lists(st.integers(-(2**63), 2**63 - 1), max_size=3), min_size=5, max_size=40
