@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from shared.messages import (
+    MAX_PACKET_BYTES,
     AudioChunk,
     GapReport,
     IndicesResult,
@@ -138,7 +139,42 @@ def render() -> str:
                 "|---|---|---|---|",
                 *_fields(nested),
             ]
+    out += _limits()
     return "\n".join(out) + "\n"
+
+
+def _size(n: int) -> str:
+    mib, kib = divmod(n, 1024 * 1024)
+    parts = [f"{mib} MiB"] if mib else []
+    if kib:
+        parts.append(f"{kib // 1024} KiB" if kib % 1024 == 0 else f"{kib} B")
+    return " + ".join(parts)
+
+
+def _limits() -> list[str]:
+    out = [
+        "",
+        "## Limits",
+        "",
+        "A payload beyond any of these limits is rejected (logged with its topic and the",
+        "reason, counted) before or while it is decoded, in msgpack and JSON alike, so that",
+        "decoding a payload costs at most about ten times its size in memory. The largest MQTT",
+        f"packet is {MAX_PACKET_BYTES} bytes",
+        "(16 MiB of PCM plus headers; the broker's `max_packet_size`). *string* is one string",
+        "or map key in UTF-8 bytes (a JSON string may be six times longer before its escapes",
+        "are decoded); *items* is the items of one array or map; *containers* counts every",
+        "array and map in the payload; *depth* is their nesting (the top map is 1).",
+        "",
+        "| message | payload | string | bin | items | containers | depth | JSON |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for cls in MESSAGES:
+        out.append(
+            f"| {cls.__name__} | {_size(cls.MAX_PAYLOAD_BYTES)} | {_size(cls.MAX_STR_BYTES)} | "
+            f"{_size(cls.MAX_BIN_BYTES) if cls.MAX_BIN_BYTES else 'none'} | {cls.MAX_ITEMS} | "
+            f"{cls.MAX_CONTAINERS} | {cls.MAX_DEPTH} | {'yes' if cls.JSON_OK else 'no'} |"
+        )
+    return out
 
 
 if __name__ == "__main__":

@@ -378,11 +378,32 @@ class MqttBus:
         async for message in client.messages:
             if handler is None:
                 continue
+            topic = str(message.topic)
             payload = message.payload
             if not isinstance(payload, bytes | bytearray):
                 payload = b"" if payload is None else str(payload).encode()
             ctype = getattr(message.properties, "ContentType", None)
-            await handler(Incoming(str(message.topic), bytes(payload), ctype))
+            try:
+                await handler(
+                    Incoming(topic, bytes(payload), ctype if isinstance(ctype, str) else None)
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # One message must never end the service: handlers reject bad input
+                # themselves; anything else they raise is a bug, logged (with its traceback
+                # the first time), counted and survived.
+                self.stats["handler_errors"] += 1
+                first = self.stats["handler_errors"] == 1
+                log.error(
+                    "%s: handling a message on %s failed (%d so far): %s: %s",
+                    self.service,
+                    topic[:200],
+                    self.stats["handler_errors"],
+                    type(exc).__name__,
+                    str(exc)[:200],
+                    exc_info=first,
+                )
 
     async def close(self, wait_s: float = 2.0) -> None:
         """Best-effort: publish what is queued (a clean `offline` too) before shutdown; what

@@ -12,6 +12,7 @@ from shared.mqtt import Incoming, MqttBus, Subscription
 from shared.settings import MqttSettings
 from tests.support import servers
 from tests.support.bus import running
+from tests.support.retained import clear_retained
 
 pytestmark = pytest.mark.integration
 T0 = 1_764_400_000.0
@@ -124,3 +125,39 @@ def test_heartbeats_carry_the_current_health(mqtt_settings: MqttSettings) -> Non
     bus.set_health("online")
     bus.set_status("online")
     assert Status.decode(bus._outbox[-1].payload).state == "online"
+
+
+@pytest.mark.allow_log_exceptions
+async def test_a_handler_that_raises_does_not_end_the_bus(mqtt_settings: MqttSettings) -> None:
+    seen: list[int] = []
+    done = asyncio.Event()
+    failures = [ZeroDivisionError, KeyError, RuntimeError, TypeError, RecursionError]
+
+    async def handler(msg: Incoming) -> None:
+        lv = LevelsResult.decode(msg.payload)
+        seen.append(lv.seq)
+        if lv.seq < len(failures):
+            raise failures[lv.seq]("a bug in the handler")
+        if lv.seq == 9:
+            done.set()
+
+    prefix = mqtt_settings.topic_prefix
+    sub = MqttBus(
+        mqtt_settings,
+        "fragile",
+        "test",
+        handler=handler,
+        subscriptions=[Subscription(LevelsResult.subscription(prefix), 1)],
+    )
+    pub = MqttBus(mqtt_settings, "writer", "test")
+    async with running(sub), running(pub):
+        for seq in range(10):
+            pub.publish(level(seq))
+        async with asyncio.timeout(10):
+            await done.wait()
+        assert sub.connected.is_set()
+        assert sub.stats["handler_errors"] == len(failures)
+        assert sub.status("online").counters["handler_errors"] == len(failures)
+        assert sub.stats["reconnects"] == 0
+    assert seen == list(range(10))
+    await asyncio.to_thread(clear_retained, mqtt_settings.port, prefix)

@@ -9,9 +9,10 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.messages.audio import MAX_PCM_BYTES
 from shared.messages.base import DeviceId
 
-from .core import chunk_frames
+from .core import WIDTH, chunk_frames
 
 
 class CaptureSettings(BaseSettings):
@@ -95,7 +96,14 @@ class CaptureSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        chunk_frames(self.chunk_seconds, self.rate)  # raises ValueError with the reason
+        frames = chunk_frames(self.chunk_seconds, self.rate)  # raises ValueError with the reason
+        pcm = frames * WIDTH * self.channels
+        if pcm > MAX_PCM_BYTES:
+            raise ValueError(
+                f"a chunk of {self.chunk_seconds:g} s at {self.rate} Hz with {self.channels} "
+                f"channel(s) is {pcm} bytes of PCM, more than the {MAX_PCM_BYTES} bytes (16 MiB) "
+                "an audio message may carry: shorten chunk_seconds"
+            )
         if self.source == "file" and self.path is None:
             raise ValueError("the file source needs a path (--path or SOUNDSCAPE_CAPTURE_PATH)")
         if self.retry_max < self.retry_min:

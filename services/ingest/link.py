@@ -72,6 +72,8 @@ class Link:
         self._lock = threading.Lock()
         self._connection = 0
         self._connected = False
+        #: Deliveries that could not be handed over (logged, acknowledged and dropped).
+        self.receive_errors = 0
         #: Set while connected with the subscriptions in place.
         self.connected = threading.Event()
         client = mqtt.Client(
@@ -186,21 +188,35 @@ class Link:
             log.warning("lost the broker %s:%s (%s); reconnecting", *self._where(), reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        ctype = getattr(message.properties, "ContentType", None)
         try:
-            topic = message.topic
-        except UnicodeDecodeError:
-            topic = "<topic that is not UTF-8>"  # rejected (and acknowledged) downstream
-        self._on_delivery(
-            Delivery(
-                topic,
-                bytes(message.payload),
-                ctype if isinstance(ctype, str) else None,
-                message.mid,
-                message.qos,
-                self._connection,
+            ctype = getattr(message.properties, "ContentType", None)
+            try:
+                topic = message.topic
+            except UnicodeDecodeError:
+                topic = "<topic that is not UTF-8>"  # rejected (and acknowledged) downstream
+            self._on_delivery(
+                Delivery(
+                    topic,
+                    bytes(message.payload),
+                    ctype if isinstance(ctype, str) else None,
+                    message.mid,
+                    message.qos,
+                    self._connection,
+                )
             )
-        )
+        except Exception as exc:
+            # An exception here would end paho's network thread (ingest would hear nothing
+            # more); unacknowledged, the message would come back after every reconnect.
+            self.receive_errors += 1
+            log.error(
+                "could not hand over a delivery (%d so far): %s: %s; acknowledged and dropped",
+                self.receive_errors,
+                type(exc).__name__,
+                exc,
+                exc_info=self.receive_errors == 1,
+            )
+            if message.qos:
+                client.ack(message.mid, message.qos)
 
     def _where(self) -> tuple[str, int]:
         return self.settings.host, self.settings.port

@@ -110,6 +110,9 @@ class Ingest:
         if self.broker.stored is not None:
             counters["broker_stored"] = self.broker.stored
         counters["broker_drops_recorded"] = self.broker.recorded
+        link = getattr(self, "link", None)  # None while the link itself is being built
+        if link is not None and link.receive_errors:
+            counters["receive_errors"] = link.receive_errors
         detail = None
         if state == "online" and not self.syncer.healthy:
             state, detail = "degraded", (self.syncer.last_error or "sync failing")[:500]
@@ -189,20 +192,7 @@ class Ingest:
         now = time.time()
         results: list[Result] = []
         for delivery in batch:
-            verdict: Result | Rejection | None
-            if delivery.topic.startswith("$SYS/"):
-                verdict = self.broker.message(delivery.topic, delivery.payload, now)
-                if isinstance(verdict, Result):
-                    log.warning(
-                        "the broker dropped %d message(s) since %.0f (its inflight or queue "
-                        "limits); recorded as a gap",
-                        verdict.rows[0][5],
-                        verdict.start,
-                    )
-            else:
-                verdict = self.triage.message(
-                    delivery.topic, delivery.payload, delivery.content_type, now
-                )
+            verdict = self._triage(delivery, now)
             if verdict is None:
                 continue
             if isinstance(verdict, Rejection):
@@ -241,6 +231,31 @@ class Ingest:
         # the broker's own messages are acknowledged too, but only results count as acked
         acked = sum(self.link.ack(d) and not d.topic.startswith("$SYS/") for d in batch)
         self.stats.add("acked", acked)
+
+    def _triage(self, delivery: Delivery, now: float) -> Result | Rejection | None:
+        """Triage one delivery (None: a `$SYS` reading that records nothing); a failure of ours
+        is a rejection too (counted `rejected_error`, then acknowledged), so that no message
+        can stop ingest and come back at every start."""
+        try:
+            if not delivery.topic.startswith("$SYS/"):
+                return self.triage.message(
+                    delivery.topic, delivery.payload, delivery.content_type, now
+                )
+            verdict = self.broker.message(delivery.topic, delivery.payload, now)
+            if isinstance(verdict, Result):
+                log.warning(
+                    "the broker dropped %d message(s) since %.0f (its inflight or queue "
+                    "limits); recorded as a gap",
+                    verdict.rows[0][5],
+                    verdict.start,
+                )
+            return verdict
+        except Exception as exc:
+            first = not self.stats.snapshot().get("rejected_error")
+            log.error(
+                "triage of a message on %s failed: %s", delivery.topic[:200], exc, exc_info=first
+            )
+            return Rejection(delivery.topic, f"{type(exc).__name__}: {str(exc)[:200]}", "error")
 
     async def _sync_loop(self, syncing: ThreadPoolExecutor) -> None:
         while True:

@@ -15,21 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-#: Lowest band: x = -17, 20 Hz.
-LOWEST_X = -17
-_NOMINAL = (10.0, 12.5, 16.0, 20.0, 25.0, 31.5, 40.0, 50.0, 63.0, 80.0)
-
-
-def nominal(x: int) -> str:
-    """Nominal centre frequency of band x as text: '20', '31.5', '1000', '12500'."""
-    decade, step = divmod(x, 10)
-    value = _NOMINAL[step] * 10.0 ** (decade + 2)
-    return f"{round(value, 1):g}" if value < 100 else f"{round(value):d}"
-
-
-def exact_centre(x: int) -> float:
-    """Exact base-10 centre frequency of band x, Hz."""
-    return float(1000.0 * 10 ** (x / 10))
+from shared.messages.bands import LOWEST_X, exact_centre, lower_edge, nominal
 
 
 @lru_cache(maxsize=64)
@@ -39,8 +25,8 @@ def partition(rate: int, n: int) -> tuple[tuple[str, int, int], ...]:
     freqs = np.arange(n // 2 + 1) * rate / n
     out = []
     x = LOWEST_X
-    while exact_centre(x) * 10 ** (-1 / 20) < nyquist:
-        lo = exact_centre(x) * 10 ** (-1 / 20)
+    while lower_edge(x) < nyquist:
+        lo = lower_edge(x)
         hi = exact_centre(x) * 10 ** (1 / 20)
         first = int(np.searchsorted(freqs, lo, side="left"))
         end = len(freqs) if hi >= nyquist else int(np.searchsorted(freqs, hi, side="left"))

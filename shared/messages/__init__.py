@@ -1,7 +1,14 @@
 """One versioned message class per topic. Import them from here."""
 
 from shared.messages.audio import AudioChunk
-from shared.messages.base import JSON, MSGPACK, Message, check_id, check_prefix
+from shared.messages.base import (
+    JSON,
+    MAX_PACKET_BYTES,
+    MSGPACK,
+    Message,
+    check_id,
+    check_prefix,
+)
 from shared.messages.events import NoiseEvent
 from shared.messages.gaps import GAP_CAUSES, GapCause, GapReport
 from shared.messages.indices import IndicesResult
@@ -14,6 +21,7 @@ from shared.messages.window import WindowMessage
 __all__ = [
     "GAP_CAUSES",
     "JSON",
+    "MAX_PACKET_BYTES",
     "MSGPACK",
     "RESULT_TYPES",
     "AudioChunk",

@@ -8,12 +8,20 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from shared.messages.base import Message
-from shared.messages.window import MAX_EPOCH, MIN_EPOCH
+from shared.messages.window import MAX_EPOCH, MAX_SEQ, MIN_EPOCH
 
 #: Longest chunk accepted: one minute.
 MAX_CHUNK_SECONDS = 60
 #: Most interleaved channels a chunk may carry.
 MAX_CHANNELS = 8
+#: Sample rates a chunk may have, Hz.
+MIN_RATE = 8000
+MAX_RATE = 384_000
+#: Largest PCM a chunk may carry: 16 MiB (e.g. 60 s of 16 kHz S16_LE mono is 1.9 MB; 60 s of
+#: 48 kHz S32_LE stereo is 23 MB, too much for one chunk: capture's settings refuse it).
+MAX_PCM_BYTES = 16 * 1024 * 1024
+#: Room for the chunk's other fields and the msgpack framing around the PCM.
+_FIELDS_BYTES = 4096
 
 
 class AudioChunk(Message):
@@ -22,14 +30,20 @@ class AudioChunk(Message):
     LEAF = "audio"
     QOS = 0
     RETAIN = False
+    MAX_PAYLOAD_BYTES = MAX_PCM_BYTES + _FIELDS_BYTES
+    MAX_BIN_BYTES = MAX_PCM_BYTES
+    MAX_ITEMS = 16
+    MAX_CONTAINERS = 1
+    MAX_DEPTH = 1
+    JSON_OK = False
 
-    seq: int = Field(ge=0, description="Chunk number since capture started, contiguous")
+    seq: int = Field(ge=0, le=MAX_SEQ, description="Chunk number since capture started, contiguous")
     start: float = Field(
         ge=MIN_EPOCH,
         le=MAX_EPOCH,
         description="Time of the first sample, Unix seconds (UTC), from the sample clock",
     )
-    rate: int = Field(ge=8000, le=384_000, description="Sample rate in Hz")
+    rate: int = Field(ge=MIN_RATE, le=MAX_RATE, description="Sample rate in Hz")
     width: Literal[2, 4] = Field(2, description="Bytes per sample: 2 = S16_LE, 4 = S32_LE")
     channels: int = Field(1, ge=1, le=MAX_CHANNELS, description="Interleaved channels")
     pcm: bytes = Field(description="Raw PCM bytes (msgpack bin), little-endian signed")
@@ -37,6 +51,8 @@ class AudioChunk(Message):
     @model_validator(mode="after")
     def _pcm_matches_format(self) -> Self:
         frame = self.width * self.channels
+        if len(self.pcm) > MAX_PCM_BYTES:
+            raise ValueError(f"PCM of {len(self.pcm)} bytes exceeds {MAX_PCM_BYTES}")
         if not self.pcm or len(self.pcm) % frame:
             raise ValueError(
                 f"PCM length {len(self.pcm)} is not a positive multiple of "

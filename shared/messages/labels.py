@@ -7,6 +7,9 @@ from pydantic import Field
 from shared.messages.common import Part, Text
 from shared.messages.window import WindowMessage
 
+#: Most labels one result may carry: every AudioSet class.
+MAX_LABELS = 527
+
 
 class LabelScore(Part):
     """One AudioSet class and its sigmoid score."""
@@ -19,10 +22,13 @@ class LabelsResult(WindowMessage):
     """`{prefix}/{device}/labels`: the top-k classes of one analysis window."""
 
     LEAF = "labels"
+    MAX_PAYLOAD_BYTES = 512 * 1024  # 527 labels of 200 characters fit, in UTF-8 too
+    MAX_ITEMS = MAX_LABELS
+    MAX_CONTAINERS = MAX_LABELS + 2
 
     model: Text = Field(description="Model id or path that produced the scores")
     labels: list[LabelScore] = Field(
-        min_length=1, max_length=527, description="Top-k labels, highest score first"
+        min_length=1, max_length=MAX_LABELS, description="Top-k labels, highest score first"
     )
     speech_present: bool | None = Field(
         None, description="Speech scored above threshold anywhere in the full score vector"

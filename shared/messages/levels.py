@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
+from shared.messages.bands import BAND_NAMES
 from shared.messages.common import Decibel, Part
 from shared.messages.window import WindowMessage
+
+
+def _known_bands(bands: dict[str, float] | None) -> dict[str, float] | None:
+    if bands is not None:
+        unknown = [name for name in bands if name not in BAND_NAMES]
+        if unknown:
+            raise ValueError(
+                f"{len(unknown)} unknown band(s), e.g. {unknown[0][:20]!r}: keys are nominal "
+                "1/3-octave centres from '20' to '200000' Hz"
+            )
+    return bands
 
 
 class Calibration(Part):
@@ -24,14 +36,18 @@ class LevelsResult(WindowMessage):
     """`{prefix}/{device}/levels`: sound levels of one chunk."""
 
     LEAF = "levels"
+    MAX_ITEMS = 64  # the 41 bands
 
     leq_db: Decibel = Field(description="Z-weighted Leq, dB SPL (wav2dBSPL then mean_dB)")
     laeq_db: Decibel | None = Field(None, description="A-weighted Leq, dB(A) SPL")
     lceq_db: Decibel | None = Field(None, description="C-weighted Leq, dB(C) SPL")
     peak_db: Decibel | None = Field(None, description="Z-weighted peak level, dB SPL")
     dbfs: Decibel | None = Field(None, description="RMS level re digital full scale, dBFS")
-    bands: dict[str, Decibel] | None = Field(
-        None, description="1/3-octave band Leq, dB SPL, keyed by nominal centre frequency in Hz"
+    bands: Annotated[dict[str, Decibel] | None, AfterValidator(_known_bands)] = Field(
+        None,
+        max_length=len(BAND_NAMES),
+        description="1/3-octave band Leq, dB SPL, keyed by nominal centre frequency in Hz "
+        "('20' ... '200000')",
     )
     clipped: bool = Field(False, description="At least one sample hit digital full scale")
     calibration: Calibration = Field(description="Calibration used for this result")

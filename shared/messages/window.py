@@ -9,6 +9,8 @@ from shared.messages.base import Message
 #: Latest start time accepted: 2100-01-01T00:00:00Z; earliest: 2000-01-01T00:00:00Z.
 MAX_EPOCH = 4_102_444_800.0
 MIN_EPOCH = 946_684_800.0
+#: Largest sequence number (a PostgreSQL bigint).
+MAX_SEQ = 2**63 - 1
 
 
 class WindowMessage(Message):
@@ -16,7 +18,9 @@ class WindowMessage(Message):
 
     LEAF = "window"
 
-    seq: int = Field(ge=0, description="Sequence number of the first chunk in the window")
+    seq: int = Field(
+        ge=0, le=MAX_SEQ, description="Sequence number of the first chunk in the window"
+    )
     start: float = Field(
         ge=MIN_EPOCH, le=MAX_EPOCH, description="Start of the window, Unix time in seconds (UTC)"
     )
