@@ -93,6 +93,14 @@ def render_env(*, device: str, prefix: str, uplink: Uplink, secrets: dict[str, s
         f"SERVER_HOST={uplink.host}",
         f"SERVER_PORT={uplink.port}",
         f"SENSOR_INFERENCE={uplink.inference}",
+        *(
+            [
+                "# Compose starts the sensor's own inference (compose.sensor.yml's profile).",
+                "COMPOSE_PROFILES=local-inference",
+            ]
+            if uplink.inference == "local"
+            else []
+        ),
         "# The AudioMoth's name in `arecord -l`, or an ALSA device string.",
         "SOUNDSCAPE_CAPTURE_ALSA_DEVICE=AudioMoth",
         "# Local inference (SENSOR_INFERENCE=local) runs YAMNet, which keeps up on a Pi 4.",

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from services.deploy import passwd
 from services.deploy.accounts import RESERVED_IDS, SERVICE_ACCOUNTS
+from services.deploy.acl import render_acl
 from services.deploy.atomic import Changes
 from services.deploy.bundle import Uplink, env_passwords, read_env, render_bridge, render_env
 from services.deploy.bundle import render_registry as render_bundle_registry
@@ -203,6 +204,8 @@ def add(args: argparse.Namespace, layout: Layout) -> str:
         ),
         "config/bridge.conf": (bridge.encode(), 0o600),
         "config/devices.toml": (render_bundle_registry(device_block(device)).encode(), 0o644),
+        # The Pi's own broker enforces the same ACL as the server's.
+        "config/broker/acl": (render_acl(prefix).encode(), 0o644),
     }
     if layout.ca.is_file():
         content["config/tls/ca.crt"] = (layout.ca.read_bytes(), 0o644)
