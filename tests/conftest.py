@@ -16,6 +16,7 @@ import pytest
 from shared.settings import MqttSettings
 from tests.support import servers
 from tests.support.models import build_tiny_ast
+from tests.support.retained import clear_retained
 
 # Nothing in the tests may reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -52,9 +53,13 @@ def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def prefix() -> str:
-    """A topic prefix of this test's own, so tests never see each other's traffic."""
-    return f"test-{uuid.uuid4().hex[:12]}/soundscape"
+def prefix(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A topic prefix of this test's own, so tests never see each other's traffic. What the
+    test left retained under it on the session's broker is cleared afterwards."""
+    value = f"test-{uuid.uuid4().hex[:12]}/soundscape"
+    yield value
+    if "broker_port" in request.fixturenames:
+        clear_retained(request.getfixturevalue("broker_port"), value.split("/")[0])
 
 
 @pytest.fixture
