@@ -62,17 +62,32 @@ class DeviceRegistry(BaseModel):
         if path is None:
             return cls()
         try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
             raise ConfigError(f"cannot read device registry {path}: {exc}") from exc
+        return cls.parse(text, f"device registry {path}")
+
+    @classmethod
+    def parse(cls, text: str, where: str = "device registry") -> DeviceRegistry:
+        """A registry from TOML text; ConfigError (naming `where`) if it is not a valid one."""
         try:
-            devices = [Device.model_validate(d) for d in raw.get("device", [])]
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"cannot read {where}: {exc}") from exc
+        unknown = sorted(set(raw) - {"device"})
+        if unknown:
+            raise ConfigError(f"{where}: unexpected top-level keys {unknown}")
+        entries = raw.get("device", [])
+        if not isinstance(entries, list):
+            raise ConfigError(f"{where}: `device` must be an array of tables ([[device]])")
+        try:
+            devices = [Device.model_validate(d) for d in entries]
         except ValidationError as exc:
-            raise ConfigError(f"invalid device registry {path}: {exc}") from exc
+            raise ConfigError(f"invalid {where}: {exc}") from exc
         ids = [d.id for d in devices]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
-            raise ConfigError(f"device registry {path} lists {dupes} more than once")
+            raise ConfigError(f"{where} lists {dupes} more than once")
         return cls(devices={d.id: d for d in devices})
 
     def get(self, device_id: str) -> Device | None:

@@ -50,26 +50,7 @@ def device_block(device: Device) -> str:
 
 def parse(text: str) -> dict[str, Device]:
     """The devices of a registry text, by id (ConfigError when it is not a valid registry)."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}") from exc
-    unknown = sorted(set(raw) - {"device"})
-    if unknown:
-        raise ConfigError(f"unexpected top-level keys {unknown}")
-    entries = raw.get("device", [])
-    if not isinstance(entries, list):
-        raise ConfigError("`device` must be an array of tables ([[device]])")
-    # DeviceRegistry's own checks (model, duplicates), without reading a file.
-    try:
-        devices = [Device.model_validate(d) for d in entries]
-    except ValueError as exc:
-        raise ConfigError(f"invalid device entry: {exc}") from exc
-    ids = [d.id for d in devices]
-    dupes = sorted({i for i in ids if ids.count(i) > 1})
-    if dupes:
-        raise ConfigError(f"lists {dupes} more than once")
-    return DeviceRegistry(devices={d.id: d for d in devices}).devices
+    return DeviceRegistry.parse(text, "the registry").devices
 
 
 def _blocks(text: str) -> tuple[list[str], list[list[str]]]:
