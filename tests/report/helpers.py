@@ -7,6 +7,22 @@ from datetime import datetime, timedelta
 
 from services.report.core import Bucket, Interval
 
+#: The rollup table as ingest's migration creates it (IF NOT EXISTS: harmless once it does).
+LEVELS_HOURLY = """
+CREATE TABLE IF NOT EXISTS levels_hourly (
+    device text NOT NULL,
+    bucket timestamptz NOT NULL,
+    seconds double precision NOT NULL,
+    leq_energy double precision NOT NULL,
+    laeq_seconds double precision NOT NULL,
+    laeq_energy double precision NOT NULL,
+    lceq_seconds double precision NOT NULL,
+    lceq_energy double precision NOT NULL,
+    windows integer NOT NULL,
+    PRIMARY KEY (device, bucket)
+)
+"""
+
 
 def bucket(start: datetime, level_db: float, seconds: float = 3600.0, width: int = 3600) -> Bucket:
     """A bucket measured for `seconds` at a steady `level_db`."""

@@ -22,23 +22,10 @@ from services.cli import COMMANDS
 from services.ingest import db as ingest_db
 from services.report import app, core, db
 from services.report.settings import ReportSettings
+from tests.report.helpers import LEVELS_HOURLY
 
 pytestmark = pytest.mark.integration
 
-LEVELS_HOURLY = """
-CREATE TABLE IF NOT EXISTS levels_hourly (
-    device text NOT NULL,
-    bucket timestamptz NOT NULL,
-    seconds double precision NOT NULL,
-    leq_energy double precision NOT NULL,
-    laeq_seconds double precision NOT NULL,
-    laeq_energy double precision NOT NULL,
-    lceq_seconds double precision NOT NULL,
-    lceq_energy double precision NOT NULL,
-    windows integer NOT NULL,
-    PRIMARY KEY (device, bucket)
-)
-"""
 
 LONDON = core.zone_of("Europe/London")
 SPRING = date(2026, 3, 28)  # its night (to 07:00 BST on the 29th) is 7 hours
