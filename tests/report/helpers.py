@@ -34,3 +34,7 @@ def hourly(span: Interval, levels: Sequence[float | None]) -> list[Bucket]:
     starts = [span.start + timedelta(hours=k) for k in range(int(span.seconds // 3600))]
     assert len(starts) == len(levels), (len(starts), len(levels))
     return [bucket(s, level) for s, level in zip(starts, levels, strict=True) if level is not None]
+
+
+#: The minute rollups: the same columns (IF NOT EXISTS, as above).
+LEVELS_MINUTE = LEVELS_HOURLY.replace("levels_hourly", "levels_minute")

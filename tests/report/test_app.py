@@ -22,7 +22,7 @@ from services.cli import COMMANDS
 from services.ingest import db as ingest_db
 from services.report import app, core, db
 from services.report.settings import ReportSettings
-from tests.report.helpers import LEVELS_HOURLY
+from tests.report.helpers import LEVELS_HOURLY, LEVELS_MINUTE
 
 pytestmark = pytest.mark.integration
 
@@ -181,3 +181,30 @@ def test_connection_is_read_only(seeded: str) -> None:
         pytest.raises(psycopg.errors.ReadOnlySqlTransaction),
     ):
         conn.execute("DELETE FROM levels_hourly")
+
+
+def test_half_hour_zone_reads_minute_rollups(
+    database: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    day = date(2026, 1, 5)
+    spans = core.period_spans(day, core.zone_of("Asia/Kolkata"))
+    with psycopg.connect(database, autocommit=True) as conn:
+        ingest_db.migrate(conn)
+        conn.execute(LEVELS_MINUTE)
+        energy = 60 * 10**6.5
+        # The evening, 19:00-23:00 IST = 13:30-17:30 UTC, one row per minute.
+        conn.cursor().executemany(
+            "INSERT INTO levels_minute VALUES ('blr', %s, 60, %s, 60, %s, 60, %s, 60)",
+            [
+                (spans["evening"].start + timedelta(minutes=k), energy, energy, energy)
+                for k in range(4 * 60)
+            ],
+        )
+    registry = tmp_path / "devices.toml"
+    registry.write_text('[[device]]\nid = "blr"\ntimezone = "Asia/Kolkata"\n', encoding="utf-8")
+    argv = ["--device", "blr", "--from", "2026-01-05", "--to", "2026-01-05", "--format", "json"]
+    assert app.main([*argv, "--devices", str(registry), "--database-url", database]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["levening_db"] == pytest.approx(65.0, abs=0.01)
+    assert row["evening_coverage"] == 1.0
+    assert row["lday_db"] is None and row["lden_db"] is None
