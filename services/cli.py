@@ -8,6 +8,7 @@
     soundscape calibrate ...    derive a microphone's sensitivity from a calibrator recording
     soundscape ingest ...       store results in PostgreSQL
     soundscape dashboard ...    the Streamlit dashboard
+    soundscape report ...       noise reports: Lden, Lnight, hourly LAeq per device-day
     soundscape stack ...        run the whole pipeline as local processes
     soundscape health --node N  exit 0 when node N reports online (container health check)
     soundscape init ...         first-run set-up: .env with fresh passwords, broker ACL, TLS
@@ -33,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "calibrate": "services.levels.calibrate",
     "ingest": "services.ingest.app",
     "dashboard": "services.dashboard.app",
+    "report": "services.report.app",
     "stack": "services.stack",
     "health": "services.health",
     "init": "services.deploy.init",

@@ -23,6 +23,7 @@ SETTINGS: list[tuple[str, str]] = [
     ("services.levels.settings", "LevelsSettings"),
     ("services.ingest.settings", "IngestSettings"),
     ("services.dashboard.settings", "DashboardSettings"),
+    ("services.report.settings", "ReportSettings"),
 ]
 
 INTRO = """# Configuration

@@ -10,6 +10,7 @@ name = "York Road lamp post"
 latitude = 53.959
 longitude = -1.081
 noise_threshold_db = 65
+timezone = "Europe/London"
 [device.calibration]
 gain_db = 25
 sensitivity_dbv = -18
@@ -20,9 +21,10 @@ vadc = 1.25
 from __future__ import annotations
 
 import tomllib
+import zoneinfo
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.errors import ConfigError
 from shared.messages.base import DeviceId
@@ -47,6 +49,20 @@ class Device(BaseModel):
     noise_threshold_db: float = Field(
         65.0, ge=0, le=200, description="LAeq above which a noise event starts, dB(A)"
     )
+    timezone: str | None = Field(
+        None, description="IANA time zone of the site, e.g. 'Europe/London' (reports); None: UTC"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
 
 
 class DeviceRegistry(BaseModel):

@@ -15,7 +15,7 @@ import psycopg
 import streamlit as st
 from pydantic import ValidationError
 
-from services.dashboard import charts, core, db, queries
+from services.dashboard import charts, core, db, queries, report_view
 from services.dashboard.gate import unlocked
 from services.dashboard.settings import DashboardSettings
 from shared.runtime import setup_logging
@@ -270,6 +270,7 @@ def render(conn: Any, settings: DashboardSettings, now: datetime) -> None:
     show_levels(conn, chosen, span, bucket, tables)
     show_detections(conn, chosen, span, settings, min_score)
     show_extras(conn, chosen, span, bucket, tables, settings)
+    report_view.show_report(conn, chosen, now)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Noise reports: Lday, Levening, Lnight, Lden, hourly LAeq and event counts per device-day."""
