@@ -32,8 +32,8 @@ from shared.messages import (
 from shared.outbox import outbox_path
 from tests.ingest.helpers import ingest_cmd, ingest_env, wait_for, wait_online
 from tests.support.audio import tone, white_noise
-from tests.support.proxy import FreezableProxy
 from tests.support.servers import Mosquitto, start_mosquitto
+from tests.support.tcpproxy import TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -159,7 +159,7 @@ def test_kill_9_of_levels_and_inference_loses_no_measured_result(
     tmp_path: Path, broker: Mosquitto, database: str, tiny_ast: Path, state_dir: Path
 ) -> None:
     prefix = f"dur-{uuid.uuid4().hex[:8]}/soundscape"
-    proxy = FreezableProxy(broker.port)
+    proxy = TcpProxy("127.0.0.1", broker.port)
     services = Services(tmp_path, prefix, tiny_ast)
     ingest_log = (tmp_path / "ingest.log").open("ab")
     ingest = subprocess.Popen(
@@ -190,7 +190,7 @@ def test_kill_9_of_levels_and_inference_loses_no_measured_result(
         publish_audio(broker.port, prefix, range(BEFORE))
         wait_for("the first results stored", stored(database, BEFORE), 60)
 
-        proxy.freeze()  # the uplink stops: results can only wait in the outboxes
+        proxy.freeze_upstream()  # the uplink stops: results can only wait in the outboxes
         publish_audio(broker.port, prefix, range(BEFORE, BEFORE + DURING))
 
         def waiting_on_disk(node: str, leaf: str) -> int:

@@ -89,5 +89,8 @@ def _stage_folder(path: Path, content: dict[str, tuple[bytes, int]]) -> None:
     path.mkdir(mode=0o700)
     for rel, (data, mode) in content.items():
         target = path / rel
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Subfolders are mounted into containers (a bundle's config/ at /etc/soundscape), whose
+        # non-root users must traverse them; the secrets are 0600 files of their own.
+        for folder in reversed(target.relative_to(path).parents[:-1]):
+            (path / folder).mkdir(mode=0o755, exist_ok=True)
         _write_new(target, data, mode)

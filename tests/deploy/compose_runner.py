@@ -29,8 +29,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +57,41 @@ IMAGE_PORTS: dict[str, tuple[int, ...]] = {
 CHECKS = threading.Lock()
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+INIT = [sys.executable, "-m", "services.cli", "init"]
+
+
+@contextlib.contextmanager
+def work_folder() -> Iterator[Path]:
+    """A work folder outside pytest's 0700 temp folder: Mosquitto drops root for its own
+    user, who must read the configuration, as in the container."""
+    folder = Path(tempfile.mkdtemp(prefix="soundscape-compose-"))
+    os.chmod(folder, 0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def make_deployment(base: Path, *init_args: str, name: str = "deploy") -> Path:
+    """A deployment folder `base/name` as a checkout has it (the shipped mosquitto/ folder,
+    the device registry, ./models), then `soundscape init` with `init_args` (.env, ACL, TLS)."""
+    folder = base / name
+    shutil.copytree(ROOT / "mosquitto", folder / "mosquitto")
+    (folder / "config").mkdir(parents=True)
+    shutil.copy(ROOT / "config" / "devices.toml", folder / "config" / "devices.toml")
+    (folder / "models").mkdir()
+    prefix = f"test-{uuid.uuid4().hex[:8]}/soundscape"
+    done = subprocess.run(
+        [*INIT, "--prefix", prefix, "--dir", str(folder), *init_args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return folder
 
 
 def render(compose: Path, env_file: Path, project_dir: Path) -> dict[str, Any]:
@@ -420,6 +458,18 @@ class ComposeRun:
         for name in names:
             visit(name)
         return done
+
+    def stop(self, name: str, timeout_s: float = 20.0) -> None:
+        """Stop one service as `docker compose stop` does: SIGTERM, then SIGKILL."""
+        proc = self.services[name].proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
     def down(self) -> None:
         """Stop every process (SIGTERM, then SIGKILL) and the throwaway cluster."""

@@ -1,6 +1,9 @@
-"""Two sites, one bridge: a sensor and a server, each with its own real Mosquitto (the shipped
-base configuration), joined by the bridge that `soundscape device add` renders, over TLS with
-a CA made for the test.
+"""Two sites, one bridge: a server deployment made by `soundscape init --role server` (its
+CA and broker certificate) and a sensor deployment made of the bundle `soundscape device add`
+wrote (its .env, bridge.conf, ACL and CA). Each site's broker is a real Mosquitto started as
+its Compose file starts it (tests/deploy/compose_runner.py: the shipped entrypoint and
+mosquitto/ folder, roles `server` and `sensor`, listeners on free local ports), and the
+sensor's bridge reaches the server's TLS listener.
 
 Sensor: capture (synthetic source, real time) + levels. Server: inference (tiny AST; the
 sensor was provisioned with `--inference server`, so audio crosses the bridge at QoS 0) +
@@ -17,7 +20,6 @@ import contextlib
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -33,16 +35,14 @@ from services.deploy.devices import main as device
 from services.health import fetch_status
 from shared.messages import AudioChunk, LevelsResult
 from shared.settings import MqttSettings
-from tests.deploy.helpers import (
+from tests.deploy.compose_runner import (
     ROOT,
-    Client,
-    acl_fixture,
-    base_conf,
-    build_passwd,
-    make_pki,
-    tls_listener,
+    ComposeRun,
+    make_deployment,
+    render,
+    wait_port_of,
 )
-from tests.support import servers
+from tests.deploy.helpers import Client
 from tests.support.servers import process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -191,99 +191,115 @@ def seqs(client: Client) -> list[int]:
 
 @dataclass
 class Sites:
-    """A provisioned sensor and the server, each with its broker; the bridge goes through
-    `proxy` to the server's TLS listener."""
+    """A server deployment (`soundscape init --role server`) and a sensor deployment (the
+    bundle `soundscape device add` wrote for it), each broker run as Compose starts it (the
+    shipped entrypoint, mosquitto/ folder and role); the bridge goes through `proxy` to the
+    server's TLS listener."""
 
     prefix: str
     config: Path
     bundle: Path
     env: dict[str, str]
+    server_env: dict[str, str]
     proxy: Proxy
-    server: servers.Mosquitto
-    sensor: servers.Mosquitto
-    server_data: Path
+    server_run: ComposeRun
+    sensor_run: ComposeRun
 
     @property
-    def registry(self) -> Path:
-        return self.bundle / "config" / "devices.toml"
+    def server_port(self) -> int:
+        """The server broker's plain listener (its services on the Compose network)."""
+        return self.server_run.ports[("mosquitto", 1883)]
+
+    @property
+    def sensor_port(self) -> int:
+        return self.sensor_run.ports[("mosquitto", 1883)]
+
+    @property
+    def server_data(self) -> Path:
+        """The server broker's data volume (its mosquitto.db)."""
+        return self.server_run.container_path("mosquitto", "/mosquitto/data")
+
+    def health(self, run: ComposeRun, env: dict[str, str]) -> MqttSettings:
+        """Settings of the `health` account (every container's check) on `run`'s broker."""
+        return MqttSettings(
+            port=run.ports[("mosquitto", 1883)],
+            username="health",
+            password=env["HEALTH_MQTT_PASSWORD"],
+            topic_prefix=self.prefix,
+        )
 
 
-SERVER_USERS = {"inference": "pw-inf", "ingest": "pw-ingest", "reader": "pw-reader"}
+def start_broker(run: ComposeRun) -> None:
+    """Start `run`'s broker and wait until its own health check passes."""
+    run.start("mosquitto")
+    verdict = run.services["mosquitto"].wait_healthy(poll_s=0.2)
+    assert verdict.healthy, f"{verdict.output}\n{run.services['mosquitto'].tail()}"
+
+
+def sensor_folder(base: Path, bundle: Path) -> Path:
+    """The Pi's deployment folder: a checkout (the shipped mosquitto/ folder) with the
+    bundle's contents copied to its top, as docs/devices.md says (`rsync -a bundle/ pi:...`)."""
+    folder = base / "sensor"
+    shutil.copytree(ROOT / "mosquitto", folder / "mosquitto")
+    shutil.copytree(bundle, folder, dirs_exist_ok=True)
+    # rsync gives the checkout folder the bundle's 0700; in a container only the mounted
+    # config/ folder's own modes count, and here the broker's user must reach it on the host.
+    folder.chmod(0o755)
+    return folder
 
 
 @contextlib.contextmanager
-def two_sites(tmp_path: Path, prefix: str, *, uplink: bool = True) -> Iterator[Sites]:
-    """Provision the sensor as an operator would, then start both brokers."""
-    config = tmp_path / "server" / "config"
-    (config / "tls").mkdir(parents=True)
-    pki = make_pki(tmp_path / "pki")
-    shutil.copy(pki.ca, config / "tls" / "ca.crt")
-    shutil.copy(ROOT / "config" / "devices.toml", config / "devices.toml")
-    tls_port = servers.free_port()
-    proxy = Proxy(tls_port, up=uplink)
+def two_sites(base: Path, *, uplink: bool = True) -> Iterator[Sites]:
+    """Set up the server and provision the sensor as an operator would, then start both
+    brokers: the server's first, so the bridge's first attempt finds it."""
+    server = make_deployment(base, "--role", "server", "--server-name", "localhost", name="server")
+    server_env = read_env((server / ".env").read_text())
+    prefix = server_env["SOUNDSCAPE_MQTT_TOPIC_PREFIX"]
+    config = server / "config"
+    server_run = ComposeRun(
+        render(ROOT / "compose.server.yml", server / ".env", server), base / "server-run"
+    )
+    proxy = Proxy(server_run.ports[("mosquitto", 8883)], up=uplink)
     args = ["add", DEVICE, "--name", "Lamp 1", "--lat", "53.96", "--lon", "-1.08"]
     assert device([*args, "--config", str(config), "--prefix", prefix,
                    "--server-host", "localhost", "--server-port", str(proxy.port),
                    "--inference", "server"]) == 0  # fmt: skip
-    bundle = config.parent / "deploy" / "sensors" / DEVICE
+    bundle = server / "deploy" / "sensors" / DEVICE
     env = read_env((bundle / ".env").read_text())
-    started: list[servers.Mosquitto] = []
+    sensor = sensor_folder(base, bundle)
+    sensor_config = render(ROOT / "compose.sensor.yml", sensor / ".env", sensor)
+    # One account more than the sensor's Compose file gives its broker: `reader` (the shipped
+    # ACL's read-only results account, its password in the bundle's .env), for the test to
+    # watch the levels results the sensor's broker carries.
+    broker_env = sensor_config["services"]["mosquitto"]["environment"]
+    broker_env["MQTT_USERS"] += f" reader={env['READER_MQTT_PASSWORD']}"
+    sensor_run = ComposeRun(sensor_config, base / "sensor-run")
+    sites = Sites(prefix, config, bundle, env, server_env, proxy, server_run, sensor_run)
     try:
-        # The server's broker: a plain listener for its own services, TLS for bridges.
-        server_dir = tmp_path / "server-broker"
-        server_dir.mkdir()
-        (server_dir / "acl").write_text(acl_fixture(prefix))
-        users = {**SERVER_USERS, "tap": "pw-tap"}
-        build_passwd(server_dir / "passwd", users, config / "broker" / "devices.passwd")
-        server_data = server_dir / "data"
-        server = servers.start_mosquitto(
-            server_dir,
-            base_conf(passwd=server_dir / "passwd", acl=server_dir / "acl", data=server_data)
-            + tls_listener(tls_port, pki),
-        )
-        started.append(server)
-        # The sensor's broker with the bridge from the bundle (the CA where this test has it).
-        sensor_dir = tmp_path / "sensor-broker"
-        sensor_dir.mkdir()
-        sensor_users = {
-            DEVICE: env["DEVICE_MQTT_PASSWORD"],
-            "levels": env["LEVELS_MQTT_PASSWORD"],
-            "reader": env["READER_MQTT_PASSWORD"],
-            "tap": "pw-tap",
-        }
-        (sensor_dir / "acl").write_text(acl_fixture(prefix))
-        build_passwd(sensor_dir / "passwd", sensor_users)
-        bridge = (bundle / "config" / "bridge.conf").read_text()
-        bridge = bridge.replace("/etc/soundscape/tls/ca.crt", str(bundle / "config/tls/ca.crt"))
-        sensor = servers.start_mosquitto(
-            sensor_dir,
-            base_conf(passwd=sensor_dir / "passwd", acl=sensor_dir / "acl", data=sensor_dir / "d")
-            + bridge,
-        )
-        started.append(sensor)
-        yield Sites(prefix, config, bundle, env, proxy, server, sensor, server_data)
+        start_broker(server_run)
+        wait_port_of(server_run, "mosquitto", 8883)
+        start_broker(sensor_run)
+        yield sites
     finally:
         proxy.cut()
-        for broker in reversed(started):
-            try:
-                broker.stop()
-            except subprocess.TimeoutExpired:
-                broker.stop(kill=True)  # a wedged broker ignores SIGTERM
+        sensor_run.down()
+        server_run.down()  # a wedged broker ignores SIGTERM: down() kills it
 
 
-def test_queued_results_survive_a_restart_of_the_sensor_broker(tmp_path: Path, prefix: str) -> None:
-    with two_sites(tmp_path, prefix, uplink=False) as sites:
-        topic = f"{prefix}/{DEVICE}/levels"
-        with contextlib.closing(Client(sites.server.port, "tap", "pw-tap")) as tap:
+def test_queued_results_survive_a_restart_of_the_sensor_broker(base: Path) -> None:
+    with two_sites(base, uplink=False) as sites:
+        topic = f"{sites.prefix}/{DEVICE}/levels"
+        reader = Client(sites.server_port, "reader", sites.server_env["READER_MQTT_PASSWORD"])
+        with contextlib.closing(reader) as tap:
             tap.sub(topic)
-            levels = Client(sites.sensor.port, "levels", sites.env["LEVELS_MQTT_PASSWORD"])
+            levels = Client(sites.sensor_port, "levels", sites.env["LEVELS_MQTT_PASSWORD"])
             with contextlib.closing(levels):
                 assert levels.accepted
                 for i in range(5):
                     levels.pub(topic, str(i).encode())
             time.sleep(1.5)  # the base configuration's autosave
-            sites.sensor.stop()  # the Pi reboots while the uplink is down
-            sites.sensor.start()
+            sites.sensor_run.stop("mosquitto")  # the Pi reboots while the uplink is down
+            start_broker(sites.sensor_run)
             sites.proxy.restore()
             deadline = time.monotonic() + 30
             while len(tap.got) < 5 and time.monotonic() < deadline:
@@ -293,15 +309,16 @@ def test_queued_results_survive_a_restart_of_the_sensor_broker(tmp_path: Path, p
 
 
 def test_results_cross_the_bridge_once_and_in_order_after_an_outage(
-    tmp_path: Path, prefix: str, database: str, tiny_ast: Path
+    base: Path, database: str, tiny_ast: Path
 ) -> None:
-    with two_sites(tmp_path, prefix) as sites:
-        run_pipeline(sites, tmp_path, database, tiny_ast)
+    with two_sites(base) as sites:
+        run_pipeline(sites, base, database, tiny_ast)
 
 
-def run_pipeline(sites: Sites, tmp_path: Path, database: str, tiny_ast: Path) -> None:
-    prefix, sensor, server, proxy = sites.prefix, sites.sensor, sites.server, sites.proxy
-    env_file, bundle, config, server_data = sites.env, sites.bundle, sites.config, sites.server_data
+def run_pipeline(sites: Sites, base: Path, database: str, tiny_ast: Path) -> None:
+    prefix, proxy, env_file, server_env = sites.prefix, sites.proxy, sites.env, sites.server_env
+    bundle, config, server_data = sites.bundle, sites.config, sites.server_data
+    sensor_port, server_port = sites.sensor_port, sites.server_port
 
     def mqtt_env(port: int, user: str, password: str) -> dict[str, str]:
         env = dict(os.environ)
@@ -316,28 +333,25 @@ def run_pipeline(sites: Sites, tmp_path: Path, database: str, tiny_ast: Path) ->
         )
         return env
 
-    logs = tmp_path / "logs"
+    logs = base / "logs"
     logs.mkdir()
-    s_reader = MqttSettings(
-        port=sensor.port, username="reader", password=env_file["READER_MQTT_PASSWORD"],
-        topic_prefix=prefix,
-    )  # fmt: skip
-    v_reader = MqttSettings(
-        port=server.port, username="reader", password="pw-reader", topic_prefix=prefix
-    )
+    # Whether a node is online, asked as the health checks ask (the `health` account).
+    s_health = sites.health(sites.sensor_run, env_file)
+    v_health = sites.health(sites.server_run, server_env)
     registry = str(bundle / "config" / "devices.toml")
-    levels_env = mqtt_env(sensor.port, "levels", env_file["LEVELS_MQTT_PASSWORD"])
+    levels_env = mqtt_env(sensor_port, "levels", env_file["LEVELS_MQTT_PASSWORD"])
     levels_env.update(SOUNDSCAPE_LEVELS_NODE_ID="levels", SOUNDSCAPE_DEVICES_FILE=registry)
-    capture_env = mqtt_env(sensor.port, DEVICE, env_file["DEVICE_MQTT_PASSWORD"])
-    inference_env = mqtt_env(server.port, "inference", "pw-inf")
-    inference_env.update(SOUNDSCAPE_INFERENCE_NODE_ID="inference", HF_HUB_OFFLINE="1")
-    ingest_env = mqtt_env(server.port, "ingest", "pw-ingest")
+    capture_env = mqtt_env(sensor_port, DEVICE, env_file["DEVICE_MQTT_PASSWORD"])
+    # The server's first worker, as compose.server.yml names it.
+    inference_env = mqtt_env(server_port, "inference-1", server_env["INFERENCE_MQTT_PASSWORD"])
+    inference_env.update(SOUNDSCAPE_INFERENCE_NODE_ID="inference-1", HF_HUB_OFFLINE="1")
+    ingest_env = mqtt_env(server_port, "ingest", server_env["INGEST_MQTT_PASSWORD"])
     ingest_env.update(
         SOUNDSCAPE_INGEST_NODE_ID="ingest", SOUNDSCAPE_DEVICES_FILE=str(config / "devices.toml")
     )
     ingest = soundscape(
         "ingest", "--database-url", database, "--sync-interval", "0.5",
-        "--spool", str(tmp_path / "spool.sqlite3"), "--client-id", "ingest",
+        "--spool", str(base / "spool.sqlite3"), "--client-id", "ingest",
     )  # fmt: skip
     inference = soundscape("inference", "--backend", "transformers", "--model", str(tiny_ast))
     capture = soundscape("capture", "--device-id", DEVICE, "--source", "synthetic")
@@ -348,18 +362,23 @@ def run_pipeline(sites: Sites, tmp_path: Path, database: str, tiny_ast: Path) ->
             process(inference, inference_env, logs / "inference.log"),
             process(soundscape("levels"), levels_env, logs / "levels.log"),
         ):
-            wait_online(v_reader, "ingest")
-            wait_online(v_reader, "inference")
-            wait_online(s_reader, "levels")
-            sensor_tap = Client(sensor.port, "tap", "pw-tap")
-            # Not `reader`: wait_online connects as reader, and a client id is bound to its user.
-            server_tap = Client(server.port, "tap", "pw-tap")
-            taps += [sensor_tap, server_tap]
+            wait_online(v_health, "ingest")
+            wait_online(v_health, "inference-1")
+            wait_online(s_health, "levels")
+            # The deployment's own accounts watch: `reader` the results on either side, and
+            # on the sensor (which does not classify, so its `inference` account is idle) that
+            # one the audio. Not `health`: wait_online connects as it, and a client id is
+            # bound to its user.
+            sensor_tap = Client(sensor_port, "reader", env_file["READER_MQTT_PASSWORD"])
+            audio_tap = Client(sensor_port, "inference", env_file["INFERENCE_MQTT_PASSWORD"])
+            server_tap = Client(server_port, "reader", server_env["READER_MQTT_PASSWORD"])
+            taps += [sensor_tap, audio_tap, server_tap]
+            assert all(tap.accepted for tap in taps), [tap.rc for tap in taps]
             sensor_tap.sub(f"{prefix}/{DEVICE}/levels")
-            sensor_tap.sub(f"{prefix}/{DEVICE}/audio", qos=0)
+            audio_tap.sub(f"{prefix}/{DEVICE}/audio", qos=0)
             server_tap.sub(f"{prefix}/{DEVICE}/levels")
             with process(capture, capture_env, logs / "capture.log") as cap:
-                wait_online(v_reader, DEVICE, 30)  # its status crossed the bridge
+                wait_online(v_health, DEVICE, 30)  # its status crossed the bridge
                 deadline = time.monotonic() + 60
                 while len(stored_seqs(database)) < BEFORE_S:
                     assert time.monotonic() < deadline, "no levels reached the server"
@@ -386,7 +405,7 @@ def run_pipeline(sites: Sites, tmp_path: Path, database: str, tiny_ast: Path) ->
     finally:
         for tap in taps:
             tap.close()
-        server.stop()  # writes its database one last time
+        sites.server_run.stop("mosquitto")  # writes its database one last time
 
     # Every measured window once, none lost; they reached the server in order, and the ones
     # measured during the outage arrived only after it.
@@ -399,7 +418,7 @@ def run_pipeline(sites: Sites, tmp_path: Path, database: str, tiny_ast: Path) ->
     assert during <= server_at_cut + 3, "results crossed a cut uplink"
 
     # The server's broker never stored audio (QoS 0, never retained), during or after.
-    pcm = [p for t, p in sensor_tap.got if t.endswith("/audio")]
+    pcm = [p for t, p in audio_tap.got if t.endswith("/audio")]
     assert pcm, "no audio seen on the sensor"
     sample = AudioChunk.decode(pcm[len(pcm) // 2]).pcm[1000:1064]
     audio_topic = f"{prefix}/{DEVICE}/audio".encode()

@@ -15,12 +15,8 @@ import os
 import pwd
 import shutil
 import subprocess
-import sys
-import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,48 +30,23 @@ from services.deploy.init import make_server_tls
 from services.inference.settings import default_yamnet_dir
 from services.localservers import free_port
 from shared.messages import AudioChunk
-from tests.deploy.compose_runner import ROOT, ComposeRun, HealthVerdict, Service, mounts, render
+from tests.deploy.compose_runner import (
+    ROOT,
+    ComposeRun,
+    HealthVerdict,
+    Service,
+    make_deployment,
+    mounts,
+    render,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DEVICE = "yor"
-INIT = [sys.executable, "-m", "services.cli", "init"]
 
 
 def read_env(path: Path) -> dict[str, str]:
     pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
     return {k: v for k, v in pairs if not k.startswith("#")}
-
-
-def make_deployment(base: Path, *init_args: str) -> Path:
-    """A deployment folder as a checkout has it (the shipped mosquitto/ folder, the device
-    registry, ./models), then `soundscape init` with `init_args` (.env, ACL, TLS)."""
-    folder = base / "deploy"
-    shutil.copytree(ROOT / "mosquitto", folder / "mosquitto")
-    (folder / "config").mkdir(parents=True)
-    shutil.copy(ROOT / "config" / "devices.toml", folder / "config" / "devices.toml")
-    (folder / "models").mkdir()
-    prefix = f"test-{uuid.uuid4().hex[:8]}/soundscape"
-    done = subprocess.run(
-        [*INIT, "--prefix", prefix, "--dir", str(folder), *init_args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    return folder
-
-
-@pytest.fixture
-def base() -> Iterator[Path]:
-    """A work folder outside pytest's 0700 temp folder: Mosquitto drops root for its own
-    user, who must read the configuration, as in the container."""
-    folder = Path(tempfile.mkdtemp(prefix="soundscape-compose-"))
-    os.chmod(folder, 0o755)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

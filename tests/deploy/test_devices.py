@@ -93,6 +93,8 @@ def test_add_writes_registry_credentials_and_bundle(deployment: Path) -> None:
     bridge = (bundle / "config" / "bridge.conf").read_text()
     assert (bundle / "config" / "bridge.conf").stat().st_mode & 0o777 == 0o600
     assert (bundle / ".env").stat().st_mode & 0o777 == 0o600
+    # The Pi mounts config/ into containers whose users are not root.
+    assert [(bundle / d).stat().st_mode & 0o755 for d in ("config", "config/broker")] == [0o755] * 2
     for line in (
         "address server.example:8883",
         "remote_username lamp-7",

@@ -1,15 +1,21 @@
-"""A loopback TCP proxy that can stall: a link that silently stops, for fault tests.
+"""A loopback TCP proxy that can stall or freeze: a link that silently stops, for fault tests.
 
     with TcpProxy("127.0.0.1", 5432) as proxy:      # listens on 127.0.0.1:proxy.port
         ...                                         # bytes flow both ways
         proxy.stall()                               # nothing moves; nothing is closed
         proxy.resume()                              # held bytes flow on
         proxy.stall_after(4096)                     # stall once 4 kB more went upstream
+        proxy.freeze_upstream()                     # clients' bytes stay unread, for good
 
 While stalled the proxy neither reads nor writes nor accepts, and closes nothing: each side's
 kernel still acknowledges what fits in its buffers and keeps answering keepalive probes, so
 to the client the link looks open but the server never answers. (This kernel has no packet
 filter or netem; a stall is the closest a test gets to a dead link without root.)
+
+Frozen upstream, only the client-to-server direction stops: what clients send (results,
+pings, new CONNECTs) stays unread, on every connection, new ones too, as on an uplink that
+stopped, while what the server sends (audio) still arrives. `close` then drops whatever was
+left unread.
 """
 
 from __future__ import annotations
@@ -38,6 +44,10 @@ class TcpProxy:
         self._closing = threading.Event()
         self._budget: int | None = None  # upstream bytes still allowed before a stall
         self._lock = threading.Lock()
+        # freeze_upstream: the flag, and how many upstream pumps are reading or forwarding.
+        self._idle = threading.Condition(self._lock)
+        self._frozen = False
+        self._forwarding_up = 0
         self._sockets: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
         self.connections = 0
@@ -61,6 +71,15 @@ class TcpProxy:
         with self._lock:
             self._budget = None
         self._forwarding.set()
+
+    def freeze_upstream(self, timeout_s: float = 5.0) -> None:
+        """Stop reading from clients, on every connection (new ones too), for good; returns
+        once no pump is forwarding any more, so nothing a client sends from now on gets
+        through. The server-to-client direction keeps flowing."""
+        with self._idle:
+            self._frozen = True
+            if not self._idle.wait_for(lambda: self._forwarding_up == 0, timeout_s):
+                raise TimeoutError(f"an upstream pump still forwards after {timeout_s} s")
 
     @property
     def stalled(self) -> bool:
@@ -154,26 +173,48 @@ class TcpProxy:
             except (OSError, ValueError):
                 return
             while self._wait_forwarding():
+                if upstream and self._frozen:
+                    self._closing.wait(_TICK)  # leave the client's bytes unread
+                    continue
                 if not sel.select(_TICK):
                     continue
+                if not upstream:
+                    if not self._forward(src, dst, upstream):
+                        return
+                    continue
+                with self._idle:
+                    if self._frozen:
+                        continue
+                    self._forwarding_up += 1
                 try:
-                    data = src.recv(_CHUNK)
-                except OSError:
-                    data = None
-                if not data:
-                    # EOF (b"") passes on as a half-close; a reset (None) shuts both sides.
-                    self._end(src, dst, half=data is not None)
-                    return
-                while data:
-                    # Bytes taken before a stall wait for the resume.
-                    if not self._wait_forwarding():
+                    if not self._forward(src, dst, upstream):
                         return
-                    now, data = self._allowed(data, upstream)
-                    try:
-                        dst.sendall(now)
-                    except OSError:
-                        self._end(src, dst, half=False)
-                        return
+                finally:
+                    with self._idle:
+                        self._forwarding_up -= 1
+                        self._idle.notify_all()
+
+    def _forward(self, src: socket.socket, dst: socket.socket, upstream: bool) -> bool:
+        """Move what src has to dst; False once this direction has ended."""
+        try:
+            data = src.recv(_CHUNK)
+        except OSError:
+            data = None
+        if not data:
+            # EOF (b"") passes on as a half-close; a reset (None) shuts both sides.
+            self._end(src, dst, half=data is not None)
+            return False
+        while data:
+            # Bytes taken before a stall wait for the resume.
+            if not self._wait_forwarding():
+                return False
+            now, data = self._allowed(data, upstream)
+            try:
+                dst.sendall(now)
+            except OSError:
+                self._end(src, dst, half=False)
+                return False
+        return True
 
     @staticmethod
     def _end(src: socket.socket, dst: socket.socket, *, half: bool) -> None:
