@@ -145,20 +145,74 @@ def _levels_rollup(unit: str, table: str) -> str:
         f"INSERT INTO {table} (device, bucket, seconds, leq_energy, laeq_seconds, laeq_energy, "
         "lceq_seconds, lceq_energy, windows) "
         f"SELECT new.device, date_trunc('{unit}', to_timestamp(new.window_start), 'UTC'), "
-        f"{', '.join(sums)}, count(*) FROM new GROUP BY 1, 2 "
+        f"{', '.join(sums)}, count(*) FROM new GROUP BY 1, 2 ORDER BY 1, 2 "
         f"ON CONFLICT (device, bucket) DO UPDATE SET {added}"
     )
 
 
+#: Acoustic index columns rolled up per hour (a sum and a count of non-null values each).
+INDEX_COLUMNS = ("aci", "adi", "aei", "bi", "ndsi", "ht", "hf", "events")
+
+
+def _hourly(table: str, key: str, values: list[tuple[str, str, str]]) -> str:
+    """Upsert of an hourly rollup keyed by (device, bucket, window_duration) from `new`:
+    `values` are (column, aggregate, how a stored row combines with EXCLUDED)."""
+    cols = ", ".join(c for c, _, _ in values)
+    aggs = ", ".join(a for _, a, _ in values)
+    sets = ", ".join(
+        f"{c} = {how.format(t=f'{table}.{c}', e=f'EXCLUDED.{c}')}" for c, _, how in values
+    )
+    return (
+        f"INSERT INTO {table} (device, bucket, window_duration, {cols}) "
+        "SELECT new.device, date_trunc('hour', to_timestamp(new.window_start), 'UTC'), "
+        f"new.window_duration, {aggs} FROM new GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "
+        f"ON CONFLICT ({key}) DO UPDATE SET {sets}"
+    )
+
+
+_ADD = "{t} + {e}"
+_D = "new.window_duration::double precision"
+#: Level summaries per hour: LAeq as energy, LAmax/LAmin as extremes, L10/L50/L90 as
+#: duration-weighted sums (their hourly value is sum / seconds: an approximation, see docs).
+SUMMARIES_HOURLY = _hourly(
+    "summaries_hourly",
+    "device, bucket, window_duration",
+    [
+        ("summaries", "count(*)", _ADD),
+        ("seconds", f"sum({_D})", _ADD),
+        ("laeq_energy", f"sum({_D} * power(10::double precision, new.laeq_db / 10))", _ADD),
+        ("lamax_db", "max(new.lamax_db)", "greatest({t}, {e})"),
+        ("lamin_db", "min(new.lamin_db)", "least({t}, {e})"),
+        ("l10_sum", f"sum({_D} * new.l10_db)", _ADD),
+        ("l50_sum", f"sum({_D} * new.l50_db)", _ADD),
+        ("l90_sum", f"sum({_D} * new.l90_db)", _ADD),
+        ("coverage_seconds", f"sum({_D} * new.coverage)", _ADD),
+    ],
+)
+#: Acoustic indices per hour: sum and count of each index (mean = sum / count).
+INDICES_HOURLY = _hourly(
+    "indices_hourly",
+    "device, bucket, window_duration",
+    [("windows", "count(*)", _ADD)]
+    + [
+        item
+        for c in INDEX_COLUMNS
+        for item in (
+            (f"{c}_sum", f"coalesce(sum(new.{c}::double precision), 0)", _ADD),
+            (f"{c}_n", f"count(new.{c})", _ADD),
+        )
+    ],
+)
+
 #: Every rollup table ingest maintains.
-ROLLUP_TABLES = (*LEVEL_ROLLUPS.values(), "labels_hourly")
+ROLLUP_TABLES = (*LEVEL_ROLLUPS.values(), "labels_hourly", "summaries_hourly", "indices_hourly")
 
 #: Label counts and scores per device, UTC hour, model and label, from `new` (label rows).
 LABELS_HOURLY = (
     "INSERT INTO labels_hourly (device, bucket, model, label_id, windows, score_sum, "
     "score_max) SELECT new.device, date_trunc('hour', to_timestamp(new.window_start), 'UTC'), "
     "new.model, n.id, count(*), sum(new.rating), max(new.rating) "
-    "FROM new JOIN label_names n ON n.name = new.label GROUP BY 1, 2, 3, 4 "
+    "FROM new JOIN label_names n ON n.name = new.label GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 "
     "ON CONFLICT (device, bucket, model, label_id) DO UPDATE SET "
     "windows = labels_hourly.windows + EXCLUDED.windows, "
     "score_sum = labels_hourly.score_sum + EXCLUDED.score_sum, "
@@ -225,6 +279,7 @@ TABLES: dict[str, Table] = {
             ("uncalibrated", "boolean"),
         ),
         ("device", "window_start", "window_duration"),
+        rollups=(("summaries_hourly", SUMMARIES_HOURLY),),
     ),
     "indices": Table(
         "indices",
@@ -242,6 +297,7 @@ TABLES: dict[str, Table] = {
             ("coverage", "real"),
         ),
         ("device", "window_start", "window_duration"),
+        rollups=(("indices_hourly", INDICES_HOURLY),),
     ),
     "events": Table(
         "noise_events",

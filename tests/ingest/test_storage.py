@@ -19,7 +19,15 @@ from services.ingest.core import Result, Triage
 from services.ingest.schema import BAND_ORDER
 from services.ingest.spool import Spool
 from services.ingest.sync import Syncer
-from shared.messages import Calibration, LabelScore, LabelsResult, LevelsResult, WindowMessage
+from shared.messages import (
+    Calibration,
+    IndicesResult,
+    LabelScore,
+    LabelsResult,
+    LevelsResult,
+    LevelsSummary,
+    WindowMessage,
+)
 from tests.ingest.helpers import rows
 
 pytestmark = pytest.mark.integration
@@ -71,7 +79,38 @@ def window(device: str, start: float, rng: random.Random) -> list[WindowMessage]
         model="m",
         labels=[LabelScore(label=n, score=s) for n, s in zip(names, scores, strict=True)],
     )
-    return [level, labels]
+    if start % 3600 not in (0.0, 600.0):
+        return [level, labels]
+    lo = rng.uniform(30, 50)
+    summary = LevelsSummary(
+        device=device,
+        seq=seq,
+        start=start,
+        duration=60.0,
+        laeq_db=lo + 10,
+        lamax_db=lo + rng.uniform(20, 40),
+        lamin_db=lo - 5,
+        l10_db=lo + 15,
+        l50_db=lo + 8,
+        l90_db=lo,
+        coverage=rng.random(),
+        uncalibrated=False,
+    )
+    index = IndicesResult(
+        device=device,
+        seq=seq,
+        start=start,
+        duration=300.0,
+        aci=rng.uniform(100, 200),
+        adi=None if rng.random() < 0.3 else rng.random(),
+        aei=rng.random(),
+        bi=rng.uniform(0, 10),
+        ndsi=rng.uniform(-1, 1),
+        ht=rng.random(),
+        hf=rng.random(),
+        events=rng.randrange(10),
+    )
+    return [level, labels, summary, index]
 
 
 def results(msgs: Iterable[WindowMessage]) -> list[Result]:
@@ -150,6 +189,40 @@ def check_rollups(dsn: str) -> None:
         assert got[6] == want[6]
 
 
+def check_hourly(dsn: str) -> None:
+    """The summaries and indices rollups equal a recomputation from their raw rows."""
+    d = "window_duration::float8"
+    summaries = (
+        "summaries_hourly",
+        f"count(*), sum({d}), sum({d} * power(10::float8, laeq_db / 10)), max(lamax_db), "
+        f"min(lamin_db), sum({d} * l10_db), sum({d} * l50_db), sum({d} * l90_db), "
+        f"sum({d} * coverage) FROM level_summaries",
+        "summaries, seconds, laeq_energy, lamax_db, lamin_db, l10_sum, l50_sum, l90_sum, "
+        "coverage_seconds",
+    )
+    cols = ("aci", "adi", "aei", "bi", "ndsi", "ht", "hf", "events")
+    indices = (
+        "indices_hourly",
+        "count(*), "
+        + ", ".join(f"coalesce(sum({c}), 0), count({c})" for c in cols)
+        + " FROM indices",
+        "windows, " + ", ".join(f"{c}_sum, {c}_n" for c in cols),
+    )
+    for table, recompute, columns in (summaries, indices):
+        want: list[Any] = rows(
+            dsn,
+            "SELECT device, date_trunc('hour', window_start, 'UTC'), window_duration, "
+            f"{recompute} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        )
+        got: list[Any] = rows(
+            dsn, f"SELECT device, bucket, window_duration, {columns} FROM {table} ORDER BY 1, 2, 3"
+        )
+        assert len(got) == len(want) > 0
+        for g, w in zip(got, want, strict=True):
+            assert g[:4] == w[:4]
+            assert [float(x) for x in g[4:]] == pytest.approx([float(x) for x in w[4:]], rel=1e-9)
+
+
 def partitions(dsn: str, table: str) -> list[str]:
     return [
         str(name)
@@ -181,13 +254,17 @@ def test_rollups_equal_a_recomputation_after_late_and_duplicate_batches(
     again = [*week(random.Random(99))[::5], *window("yor", WEEK0 + 7.5, rng)]
     store(syncer, again)
     check_rollups(schema)
+    check_hourly(schema)
     stored = rows(schema, "SELECT count(*), sum(windows) FROM levels_hourly")[0]
-    assert stored[1] == len(first) // 2 + len(late) // 2 + 1
+    levels = sum(isinstance(m, LevelsResult) for m in [*first, *late]) + 1
+    assert stored[1] == levels
     # labels: one row per window, readable through the view as k rows
     assert rows(schema, "SELECT count(*) FROM labels")[0][0] == stored[1]
     assert rows(schema, "SELECT count(*) FROM detections")[0][0] == 3 * stored[1]
     stats = syncer.stats.snapshot()
-    assert stats["duplicate_rows"] == len(again[:-2]) // 2 * 4  # 1 level + 3 label rows
+    # 1 level + 3 label rows a window; 1 row a summary or indices result
+    dups = again[:-2]
+    assert stats["duplicate_rows"] == sum(3 if isinstance(m, LabelsResult) else 1 for m in dups)
 
 
 def test_partitions_are_made_ahead_and_for_every_day_a_batch_touches(

@@ -147,6 +147,41 @@ CREATE TABLE labels_hourly (
     PRIMARY KEY (device, bucket, model, label_id)
 );
 
+-- Level summaries per hour (and summary length): LAeq energy, LAmax / LAmin extremes,
+-- L10 / L50 / L90 and coverage as duration-weighted sums (hourly value: sum / seconds).
+CREATE TABLE summaries_hourly (
+    device text NOT NULL,
+    bucket timestamptz NOT NULL,
+    window_duration real NOT NULL,
+    summaries integer NOT NULL,
+    seconds double precision NOT NULL,
+    laeq_energy double precision NOT NULL,
+    lamax_db double precision NOT NULL,
+    lamin_db double precision NOT NULL,
+    l10_sum double precision NOT NULL,
+    l50_sum double precision NOT NULL,
+    l90_sum double precision NOT NULL,
+    coverage_seconds double precision NOT NULL,
+    PRIMARY KEY (device, bucket, window_duration)
+);
+-- Acoustic indices per hour (and window length): the sum and the count of non-null values
+-- of each index (mean: sum / n).
+CREATE TABLE indices_hourly (
+    device text NOT NULL,
+    bucket timestamptz NOT NULL,
+    window_duration real NOT NULL,
+    windows integer NOT NULL,
+    aci_sum double precision NOT NULL, aci_n integer NOT NULL,
+    adi_sum double precision NOT NULL, adi_n integer NOT NULL,
+    aei_sum double precision NOT NULL, aei_n integer NOT NULL,
+    bi_sum double precision NOT NULL, bi_n integer NOT NULL,
+    ndsi_sum double precision NOT NULL, ndsi_n integer NOT NULL,
+    ht_sum double precision NOT NULL, ht_n integer NOT NULL,
+    hf_sum double precision NOT NULL, hf_n integer NOT NULL,
+    events_sum double precision NOT NULL, events_n integer NOT NULL,
+    PRIMARY KEY (device, bucket, window_duration)
+);
+
 -- The prototype's rows, one per label: readable (and, for old tools, insertable) as before.
 CREATE VIEW detections AS
 SELECT n.name AS label, u.rating, l.device, l.sync_id, l.sync_time, l.window_start,
@@ -225,6 +260,21 @@ SELECT l.device, date_trunc('hour', l.window_start, 'UTC'), l.model, u.label_id,
        sum(u.score), max(u.score)
 FROM labels l CROSS JOIN LATERAL unnest(l.label_ids, l.scores) AS u(label_id, score)
 GROUP BY 1, 2, 3, 4;
+
+INSERT INTO summaries_hourly
+SELECT device, date_trunc('hour', window_start, 'UTC'), window_duration, count(*),
+       sum(window_duration::float8), sum(window_duration * power(10::float8, laeq_db / 10)),
+       max(lamax_db), min(lamin_db), sum(window_duration * l10_db),
+       sum(window_duration * l50_db), sum(window_duration * l90_db),
+       sum(window_duration * coverage)
+FROM level_summaries GROUP BY 1, 2, 3;
+INSERT INTO indices_hourly
+SELECT device, date_trunc('hour', window_start, 'UTC'), window_duration, count(*),
+       coalesce(sum(aci), 0), count(aci), coalesce(sum(adi), 0), count(adi),
+       coalesce(sum(aei), 0), count(aei), coalesce(sum(bi), 0), count(bi),
+       coalesce(sum(ndsi), 0), count(ndsi), coalesce(sum(ht), 0), count(ht),
+       coalesce(sum(hf), 0), count(hf), coalesce(sum(events), 0), count(events)
+FROM indices GROUP BY 1, 2, 3;
 
 DROP TABLE detections_old;
 DROP TABLE levels_old;
