@@ -4,7 +4,8 @@
                                                 [--dsn postgresql://postgres@127.0.0.1/postgres]
 
 Each window is one labels result (top-5: five label rows, staged apart and stored as one
-`labels` row) and one levels result (one `levels` row), so `--windows 20000` is 40,000 results and 120,000 rows. In a throwaway
+`labels` row) and one levels result (one `levels` row), so `--windows 20000` is 40,000
+results and 120,000 rows. In a throwaway
 database (created on the server `--dsn` points at, or SOUNDSCAPE_BENCH_DATABASE_URL, then
 dropped) it measures, in the same run:
 
