@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from services.ingest import db
+from services.ingest.app import main
 from services.ingest.core import Result, Triage
 from services.ingest.schema import BAND_ORDER
 from services.ingest.spool import Spool
@@ -382,3 +383,16 @@ def test_a_prototype_era_database_is_migrated(database: str) -> None:
     assert rows(database, "SELECT to_regclass('detections_old'), to_regclass('levels_old')") == [
         (None, None)
     ]
+
+
+def test_cli_maintain_drops_what_the_settings_expire(
+    schema: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with psycopg.connect(schema, autocommit=True) as conn:
+        db.ensure_partitions(conn, {date(2019, 1, 1)}, set())
+    monkeypatch.setenv("SOUNDSCAPE_INGEST_KEEP_LEVELS_DAYS", "400")
+    monkeypatch.delenv("SOUNDSCAPE_INGEST_KEEP_LABELS_DAYS", raising=False)
+    assert main(["--database-url", schema, "--maintain"]) == 0
+    assert "1 expired day partitions dropped" in capsys.readouterr().out
+    assert "levels_p20190101" not in partitions(schema, "levels")
+    assert "labels_p20190101" in partitions(schema, "labels")  # kept forever by default
