@@ -4,8 +4,8 @@
 
 Creates a throwaway database (on `SOUNDSCAPE_BENCH_PG`, default the local PostgreSQL),
 applies ingest's migrations, fills `levels` with one row per second per device and
-`detections` with five labels per second for the last `--detection-days`, runs ANALYZE, then
-times each dashboard query next to its baseline measured in the same run:
+`labels` with five labels per second (the `detections` view) for the last `--detection-days`,
+runs ANALYZE, then times each dashboard query next to its baseline measured in the same run:
 
 - level series, downsampled in SQL with one range scan per date_bin bucket (what the page
   does) vs one GROUP BY date_bin(...) over the range, and vs fetching every 1-second row into
@@ -39,6 +39,17 @@ DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 def _fill(dsn: str, devices: list[str], days: float, detection_days: float, end: datetime) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         migrate(conn)
+        # day partitions for the seeded range, as ingest makes them for its batches
+        conn.execute(
+            "SELECT soundscape_ensure_partitions(ARRAY(SELECT (d AT TIME ZONE 'UTC')::date "
+            "FROM generate_series(%(end)s - make_interval(days => %(n)s), %(end)s, "
+            "interval '1 day') AS d))",
+            {"end": end, "n": int(days) + 1},
+        )
+        conn.execute(
+            "INSERT INTO label_names (name) SELECT unnest("
+            "ARRAY['Speech','Car','Bird','Wind','Hum','Music','Dog']) ON CONFLICT DO NOTHING"
+        )
         for device in devices:
             conn.execute(
                 """
@@ -51,19 +62,24 @@ def _fill(dsn: str, devices: list[str], days: float, detection_days: float, end:
                 """,
                 {"d": device, "end": end, "n": int(days * 86400), "sync": uuid.uuid4()},
             )
+            # five labels a window, as ingest stores them (one labels row, the detections
+            # view shows five rows)
             conn.execute(
                 """
-                INSERT INTO detections (label, rating, device, sync_id, sync_time, window_start,
-                                        window_seq, window_duration, model, rank)
-                SELECT (ARRAY['Speech','Car','Bird','Wind','Hum','Music','Dog'])[1 + (i + r) %% 7],
-                       1.0 / (r + 1), %(d)s, %(sync)s, %(end)s,
-                       %(end)s - make_interval(secs => i), i, 1, 'ast', r + 1
-                FROM generate_series(1, %(n)s) AS i, generate_series(0, 4) AS r
+                INSERT INTO labels (device, window_start, window_seq, window_duration, model,
+                                    label_ids, scores, sync_id, sync_time)
+                SELECT %(d)s, %(end)s - make_interval(secs => i), i, 1, 'ast',
+                       ARRAY(SELECT n.id FROM generate_series(0, 4) AS r
+                             JOIN label_names n ON n.name = (ARRAY['Speech','Car','Bird','Wind',
+                                 'Hum','Music','Dog'])[1 + (i + r) %% 7] ORDER BY r),
+                       ARRAY(SELECT (1.0 / (r + 1))::real FROM generate_series(0, 4) AS r),
+                       %(sync)s, %(end)s
+                FROM generate_series(1, %(n)s) AS i
                 """,
                 {"d": device, "end": end, "n": int(detection_days * 86400), "sync": uuid.uuid4()},
             )
         conn.execute("VACUUM ANALYZE levels")
-        conn.execute("VACUUM ANALYZE detections")
+        conn.execute("VACUUM ANALYZE labels")
 
 
 def _time(fn: Callable[[], Any], repeat: int) -> tuple[float, int]:

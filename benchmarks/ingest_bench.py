@@ -3,8 +3,9 @@
     .venv/bin/python -m benchmarks.ingest_bench [--windows 20000] [--batch-size 10000]
                                                 [--dsn postgresql://postgres@127.0.0.1/postgres]
 
-Each window is one labels result (top-5: five `detections` rows) and one levels result (one
-`levels` row), so `--windows 20000` is 40,000 results and 120,000 rows. In a throwaway
+Each window is one labels result (top-5: five label rows, staged apart and stored as one
+`labels` row) and one levels result (one `levels` row), so `--windows 20000` is 40,000
+results and 120,000 rows. In a throwaway
 database (created on the server `--dsn` points at, or SOUNDSCAPE_BENCH_DATABASE_URL, then
 dropped) it measures, in the same run:
 
@@ -101,14 +102,18 @@ def row_by_row(dsn: str, data: list[Result], batch_size: int) -> tuple[int, floa
     """(rows inserted, seconds): one INSERT statement per row, a commit per batch."""
     sync_id, sync_time = uuid.uuid4(), datetime.now(UTC)
     statements = {}
+    marked = {"window_start": "to_timestamp(%s)", "bands": "soundscape_bands(%s::jsonb)"}
     for kind, table in TABLES.items():
         cols = ", ".join(table.names)
-        marks = ", ".join(
-            "to_timestamp(%s)" if name == "window_start" else "%s" for name in table.names
+        marks = ", ".join(marked.get(name, "%s") for name in table.names)
+        # labels, one row per label, go through the prototype's detections view (its
+        # trigger appends each to its window's row; a view takes no ON CONFLICT)
+        into = "detections" if table.name == "labels" else table.name
+        conflict = (
+            "" if into == "detections" else f" ON CONFLICT ({', '.join(table.key)}) DO NOTHING"
         )
         statements[kind] = (
-            f"INSERT INTO {table.name} ({cols}, sync_id, sync_time) VALUES ({marks}, %s, %s) "
-            f"ON CONFLICT ({', '.join(table.key)}) DO NOTHING"
+            f"INSERT INTO {into} ({cols}, sync_id, sync_time) VALUES ({marks}, %s, %s){conflict}"
         ).encode()
     inserted = 0
     with psycopg.connect(dsn, autocommit=True) as conn:

@@ -4,6 +4,7 @@
                       [--spool-max N] [--client-id ID] [--device ID]
     soundscape ingest --database-url postgresql://OWNER@.../db --migrate
     soundscape ingest --database-url postgresql://OWNER@.../db --create-roles
+    soundscape ingest --database-url postgresql://OWNER@.../db --maintain
     soundscape ingest --print-roles-sql
 
 Settings come from the environment (SOUNDSCAPE_INGEST_*, SOUNDSCAPE_MQTT_*,
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
         "--create-roles",
         action="store_true",
         help="migrate, create/grant the writer and reader roles, then exit (as the owner)",
+    )
+    mode.add_argument(
+        "--maintain",
+        action="store_true",
+        help="migrate, create partitions ahead, drop expired partitions, then exit (as the owner)",
     )
     mode.add_argument(
         "--print-roles-sql", action="store_true", help="print the roles SQL, then exit"
@@ -96,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     dsn = settings.database_url.get_secret_value()
-    if args.migrate or args.create_roles:
-        return _one_shot(settings, dsn, args.create_roles)
+    if args.migrate or args.create_roles or args.maintain:
+        return _one_shot(settings, dsn, args.create_roles, args.maintain)
     try:
         registry = DeviceRegistry.load(registry_file)
     except ConfigError as exc:
@@ -111,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _one_shot(settings: IngestSettings, dsn: str, roles: bool) -> int:
+def _one_shot(settings: IngestSettings, dsn: str, roles: bool, maintain: bool = False) -> int:
     try:
         with psycopg.connect(dsn, autocommit=True, connect_timeout=settings.connect_timeout) as c:
             applied = db.migrate(c)
@@ -125,6 +132,12 @@ def _one_shot(settings: IngestSettings, dsn: str, roles: bool) -> int:
                     _secret(settings.reader_password),
                 )
                 print(f"roles ready: writer {settings.writer_role}, reader {settings.reader_role}")
+            if maintain:
+                dropped = db.maintain(c, settings.keep_days, datetime.now(UTC))
+                print(
+                    f"maintenance done: {len(dropped)} expired day partitions dropped "
+                    f"({sum(d.rows for d in dropped)} rows)"
+                )
     except (psycopg.Error, ConfigError) as exc:
         print(f"soundscape ingest: {exc}", file=sys.stderr)
         return 1

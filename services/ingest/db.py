@@ -19,7 +19,7 @@ import re
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 
 import psycopg
@@ -27,7 +27,14 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from services.ingest.core import Row
-from services.ingest.schema import GAP_INSERT, SPOOL_OVERFLOW, SYNC_INSERT, TABLES, roles_sql
+from services.ingest.schema import (
+    GAP_INSERT,
+    LABEL_NAMES_INSERT,
+    SPOOL_OVERFLOW,
+    SYNC_INSERT,
+    TABLES,
+    roles_sql,
+)
 from services.ingest.spool import Batch
 from shared.devices import DeviceRegistry
 from shared.errors import ConfigError
@@ -242,8 +249,128 @@ class Pushed:
     gaps: int
 
 
-def push(conn: psycopg.Connection, batch: Batch, source: str) -> Pushed:
-    """Store a batch in one transaction, stamped with a fresh sync_id and sync_time."""
+#: Result kinds whose tables are partitioned by UTC day of window_start.
+PARTITIONED = frozenset({"labels", "levels"})
+_DAY = 86_400.0
+
+
+def batch_days(batch: Batch) -> set[date]:
+    """The UTC days the partitioned rows of a batch fall on (to_timestamp rounds to the
+    microsecond, so a start a hair before midnight is counted on both days)."""
+    days: set[date] = set()
+    for res in batch.results:
+        if res.kind in PARTITIONED:
+            for start in (res.start, round(res.start, 6)):
+                days.add(datetime.fromtimestamp(start // _DAY * _DAY, UTC).date())
+    return days
+
+
+def ensure_partitions(conn: psycopg.Connection, days: set[date], known: set[date]) -> int:
+    """Create the day partitions of labels and levels missing for `days` (in a transaction
+    of its own, before a batch's); `known` remembers the days already ensured. The number
+    of partitions created."""
+    wanted = sorted(days - known)
+    if not wanted:
+        return 0
+    with conn.transaction():
+        row = conn.execute("SELECT soundscape_ensure_partitions(%s::date[])", (wanted,)).fetchone()
+    known.update(wanted)
+    made = int(row[0]) if row and row[0] is not None else 0
+    if made:
+        log.info("created %d day partitions (%s .. %s)", made, wanted[0], wanted[-1])
+    return made
+
+
+def days_ahead(now: datetime) -> set[date]:
+    """The days whose partitions exist ahead of need: yesterday to the day after tomorrow."""
+    today = now.astimezone(UTC).date()
+    return {today + timedelta(days=k) for k in range(-1, 3)}
+
+
+_PARTITION_NAME = re.compile(r"^(levels|labels)_p(\d{8})$")
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """One day partition retention dropped, with the rows it held."""
+
+    table: str
+    day: date
+    rows: int
+
+
+def expired(day: date, keep_days: int, now: datetime) -> bool:
+    """Whether the partition of `day` (rows in [day, day + 1) UTC) is wholly older than
+    `keep_days` days before `now`; never with keep_days 0 (keep forever)."""
+    if keep_days <= 0:
+        return False
+    end = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+    return end <= now - timedelta(days=keep_days)
+
+
+def drop_expired(
+    conn: psycopg.Connection, keep_days: dict[str, int], now: datetime
+) -> list[Dropped]:
+    """Drop the day partitions of `labels` / `levels` whose rows are all older than
+    `keep_days[table]` days (0 or absent: keep forever). Whole partitions only, never row
+    deletes (the default partition is never dropped). Needs the schema owner (the writer
+    may not drop tables); each table's drops commit in one transaction."""
+    dropped: list[Dropped] = []
+    for table in ("levels", "labels"):
+        keep = keep_days.get(table, 0)
+        if keep <= 0:
+            continue
+        with conn.transaction():
+            names = [
+                name
+                for (name,) in conn.execute(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                    "WHERE i.inhparent = %s::regclass ORDER BY 1",
+                    (table,),
+                )
+            ]
+            for name in names:
+                match = _PARTITION_NAME.match(name)
+                if not match or match[1] != table:
+                    continue
+                day = datetime.strptime(match[2], "%Y%m%d").date()
+                if not expired(day, keep, now):
+                    continue
+                ident = sql.Identifier(name)
+                row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()
+                conn.execute(sql.SQL("DROP TABLE {}").format(ident))
+                dropped.append(Dropped(table, day, int(row[0]) if row else 0))
+    for table in ("levels", "labels"):
+        mine = [d for d in dropped if d.table == table]
+        if mine:
+            log.info(
+                "retention: dropped %d day partitions of %s (%s .. %s, %d rows), older than "
+                "%d days",
+                len(mine),
+                table,
+                mine[0].day,
+                mine[-1].day,
+                sum(d.rows for d in mine),
+                keep_days[table],
+            )
+    return dropped
+
+
+def maintain(conn: psycopg.Connection, keep_days: dict[str, int], now: datetime) -> list[Dropped]:
+    """The schema owner's maintenance: partitions ahead (today - 1 .. today + 2), then
+    retention. Idempotent; run it daily (`soundscape ingest --maintain`)."""
+    ensure_partitions(conn, days_ahead(now), set())
+    return drop_expired(conn, keep_days, now)
+
+
+def push(
+    conn: psycopg.Connection, batch: Batch, source: str, known_days: set[date] | None = None
+) -> Pushed:
+    """Store a batch in one transaction, stamped with a fresh sync_id and sync_time.
+
+    The day partitions its rows need are created first (`ensure_partitions`); `known_days`
+    carries what is known to exist from one batch to the next."""
+    ensure_partitions(conn, batch_days(batch), set() if known_days is None else known_days)
     sync_id = uuid.uuid4()
     sync_time = datetime.now(UTC)
     by_kind: dict[str, list[Row]] = defaultdict(list)
@@ -257,9 +384,12 @@ def push(conn: psycopg.Connection, batch: Batch, source: str) -> Pushed:
             with cur.copy(table.copy()) as copy:
                 for row in rows:
                     copy.write_row(table.complete(row))
+            if kind == "labels":
+                cur.execute(LABEL_NAMES_INSERT)
             cur.execute(table.insert(), (sync_id, sync_time))
+            new = cur.fetchone()
             offered += len(rows)
-            inserted += max(cur.rowcount, 0)
+            inserted += int(new[0]) if new else 0
         if batch.gaps:
             cur.executemany(
                 GAP_INSERT,

@@ -13,6 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shared.messages.bands import HIGHEST_X, LOWEST_X, nominal
+
+#: `levels.bands` order: element i (from 1) is the 1/3-octave band x = i - 1 + LOWEST_X, named
+#: here by its nominal centre; the migration's `band_names` table holds the same list.
+BAND_ORDER: tuple[str, ...] = tuple(nominal(x) for x in range(LOWEST_X, HIGHEST_X + 1))
+
 #: Staging type of times (window_start, a gap's bounds): Unix seconds, turned into
 #: timestamptz by `to_timestamp`.
 EPOCH = "double precision"
@@ -24,15 +30,16 @@ EPOCH_COLUMNS = frozenset({"window_start", "first_start", "last_start", "recorde
 class Table:
     """One results table: its columns (name, SQL type) as staged, and its conflict key.
 
-    `message_key`: the columns naming one message, when a message becomes several rows (the
-    labels of one window): rows of a message whose window is already stored are skipped as a
-    whole, so a window classified twice keeps one label set, never a mix of both.
+    `rollups`: (name, SQL) of the rollup upserts fed in the same statement by `new`, the
+    staged rows whose key was inserted (times still Unix seconds). The labels table stores
+    one row per window (its staged rows, one per label, are grouped), so a window
+    classified twice keeps one label set, never a mix of both.
     """
 
     name: str
     columns: tuple[tuple[str, str], ...]
     key: tuple[str, ...]
-    message_key: tuple[str, ...] = ()
+    rollups: tuple[tuple[str, str], ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -62,34 +69,168 @@ class Table:
         """Move staged rows into the table, skipping rows whose key is already stored.
 
         Parameters: sync_id, sync_time. The conflict target is explicit so that any other
-        constraint violation still raises instead of being silently skipped.
+        constraint violation still raises instead of being silently skipped. The statement
+        returns one row: the staged rows that were new. The rows actually inserted (RETURNING
+        their key, which the writer role may read) also feed the table's rollups in the same
+        statement, so a duplicate adds nothing to them and a late row adds exactly itself.
         """
-        exprs = ", ".join(_value(f"s.{name}", name) for name in self.names)
-        where = ""
-        if self.message_key:
-            # Reads only key columns: the writer role may SELECT nothing else.
-            same = " AND ".join(
-                f"t.{name} = {_value(f's.{name}', name)}" for name in self.message_key
+        key = ", ".join(self.key)
+        if self.name == "labels":
+            ins = (
+                "INSERT INTO labels (device, window_start, window_seq, window_duration, model, "
+                "label_ids, scores, speech_present, inference_ms, sync_id, sync_time) "
+                "SELECT s.device, to_timestamp(s.window_start), min(s.window_seq), "
+                "min(s.window_duration), s.model, array_agg(n.id ORDER BY s.rank), "
+                "array_agg(s.rating ORDER BY s.rank), bool_or(s.speech_present), "
+                f"min(s.inference_ms), %s, %s FROM {self.staging} s "
+                "JOIN label_names n ON n.name = s.label "
+                "GROUP BY s.device, s.window_start, s.model"
             )
-            where = f" WHERE NOT EXISTS (SELECT 1 FROM {self.name} t WHERE {same})"
-        return (
-            f"INSERT INTO {self.name} ({', '.join(self.names)}, sync_id, sync_time) "
-            f"SELECT {exprs}, %s, %s FROM {self.staging} s{where} "
-            f"ON CONFLICT ({', '.join(self.key)}) DO NOTHING"
-        )
+        else:
+            exprs = ", ".join(_value(f"s.{name}", name) for name in self.names)
+            ins = (
+                f"INSERT INTO {self.name} ({', '.join(self.names)}, sync_id, sync_time) "
+                f"SELECT {exprs}, %s, %s FROM {self.staging} s"
+            )
+        ctes = [f"ins AS ({ins} ON CONFLICT ({key}) DO NOTHING RETURNING {key})"]
+        new = "ins"
+        if self.rollups:
+            same = " AND ".join(f"{_value('s.' + name, name)} = i.{name}" for name in self.key)
+            # The staged rows (every column) of the inserted keys; each key is staged once
+            # (the spool holds one result per key).
+            ctes.append(f"new AS (SELECT s.* FROM ins i JOIN {self.staging} s ON {same})")
+            new = "new"
+            ctes += [f"{name} AS ({sql})" for name, sql in self.rollups]
+        return f"WITH {', '.join(ctes)} SELECT count(*) FROM {new}"
 
 
 def _value(expr: str, name: str) -> str:
-    """A staged column as the table stores it (times: Unix seconds -> timestamptz)."""
-    return f"to_timestamp({expr})" if name in EPOCH_COLUMNS else expr
+    """A staged column as the table stores it (times: Unix seconds -> timestamptz; bands:
+    JSON map -> real[] in band order, see band_names)."""
+    if name in EPOCH_COLUMNS:
+        return f"to_timestamp({expr})"
+    if name == "bands":
+        return f"soundscape_bands({expr})"
+    return expr
 
 
 _WINDOW = (("device", "text"), ("window_start", EPOCH), ("window_seq", "bigint"))
 
+#: The levels rollup tables (bucket width -> table), one row per device and UTC bucket.
+LEVEL_ROLLUPS = {"minute": "levels_minute", "hour": "levels_hourly"}
+
+
+def _levels_rollup(unit: str, table: str) -> str:
+    """Upsert of one levels rollup from `new`: durations and energies add up exactly."""
+    d = "new.window_duration::double precision"
+    sums = [f"sum({d})", f"sum({d} * power(10::double precision, new.leq_db / 10))"]
+    for col in ("laeq_db", "lceq_db"):
+        sums += [
+            f"coalesce(sum({d}) FILTER (WHERE new.{col} IS NOT NULL), 0)",
+            f"coalesce(sum({d} * power(10::double precision, new.{col} / 10)), 0)",
+        ]
+    added = ", ".join(
+        f"{c} = {table}.{c} + EXCLUDED.{c}"
+        for c in (
+            "seconds",
+            "leq_energy",
+            "laeq_seconds",
+            "laeq_energy",
+            "lceq_seconds",
+            "lceq_energy",
+            "windows",
+        )
+    )
+    return (
+        f"INSERT INTO {table} (device, bucket, seconds, leq_energy, laeq_seconds, laeq_energy, "
+        "lceq_seconds, lceq_energy, windows) "
+        f"SELECT new.device, date_trunc('{unit}', to_timestamp(new.window_start), 'UTC'), "
+        f"{', '.join(sums)}, count(*) FROM new GROUP BY 1, 2 ORDER BY 1, 2 "
+        f"ON CONFLICT (device, bucket) DO UPDATE SET {added}"
+    )
+
+
+#: Acoustic index columns rolled up per hour (a sum and a count of non-null values each).
+INDEX_COLUMNS = ("aci", "adi", "aei", "bi", "ndsi", "ht", "hf", "events")
+
+
+def _hourly(table: str, key: str, values: list[tuple[str, str, str]]) -> str:
+    """Upsert of an hourly rollup keyed by (device, bucket, window_duration) from `new`:
+    `values` are (column, aggregate, how a stored row combines with EXCLUDED)."""
+    cols = ", ".join(c for c, _, _ in values)
+    aggs = ", ".join(a for _, a, _ in values)
+    sets = ", ".join(
+        f"{c} = {how.format(t=f'{table}.{c}', e=f'EXCLUDED.{c}')}" for c, _, how in values
+    )
+    return (
+        f"INSERT INTO {table} (device, bucket, window_duration, {cols}) "
+        "SELECT new.device, date_trunc('hour', to_timestamp(new.window_start), 'UTC'), "
+        f"new.window_duration, {aggs} FROM new GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "
+        f"ON CONFLICT ({key}) DO UPDATE SET {sets}"
+    )
+
+
+_ADD = "{t} + {e}"
+_D = "new.window_duration::double precision"
+#: Level summaries per hour: LAeq as energy, LAmax/LAmin as extremes, L10/L50/L90 as
+#: duration-weighted sums (their hourly value is sum / seconds: an approximation, see docs).
+SUMMARIES_HOURLY = _hourly(
+    "summaries_hourly",
+    "device, bucket, window_duration",
+    [
+        ("summaries", "count(*)", _ADD),
+        ("seconds", f"sum({_D})", _ADD),
+        ("laeq_energy", f"sum({_D} * power(10::double precision, new.laeq_db / 10))", _ADD),
+        ("lamax_db", "max(new.lamax_db)", "greatest({t}, {e})"),
+        ("lamin_db", "min(new.lamin_db)", "least({t}, {e})"),
+        ("l10_sum", f"sum({_D} * new.l10_db)", _ADD),
+        ("l50_sum", f"sum({_D} * new.l50_db)", _ADD),
+        ("l90_sum", f"sum({_D} * new.l90_db)", _ADD),
+        ("coverage_seconds", f"sum({_D} * new.coverage)", _ADD),
+    ],
+)
+#: Acoustic indices per hour: sum and count of each index (mean = sum / count).
+INDICES_HOURLY = _hourly(
+    "indices_hourly",
+    "device, bucket, window_duration",
+    [("windows", "count(*)", _ADD)]
+    + [
+        item
+        for c in INDEX_COLUMNS
+        for item in (
+            (f"{c}_sum", f"coalesce(sum(new.{c}::double precision), 0)", _ADD),
+            (f"{c}_n", f"count(new.{c})", _ADD),
+        )
+    ],
+)
+
+#: Every rollup table ingest maintains.
+ROLLUP_TABLES = (*LEVEL_ROLLUPS.values(), "labels_hourly", "summaries_hourly", "indices_hourly")
+
+#: Label counts and scores per device, UTC hour, model and label, from `new` (label rows).
+LABELS_HOURLY = (
+    "INSERT INTO labels_hourly (device, bucket, model, label_id, windows, score_sum, "
+    "score_max) SELECT new.device, date_trunc('hour', to_timestamp(new.window_start), 'UTC'), "
+    "new.model, n.id, count(*), sum(new.rating), max(new.rating) "
+    "FROM new JOIN label_names n ON n.name = new.label GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 "
+    "ON CONFLICT (device, bucket, model, label_id) DO UPDATE SET "
+    "windows = labels_hourly.windows + EXCLUDED.windows, "
+    "score_sum = labels_hourly.score_sum + EXCLUDED.score_sum, "
+    "score_max = greatest(labels_hourly.score_max, EXCLUDED.score_max)"
+)
+
+#: Label names not yet in the catalogue (run before the labels insert). NOT EXISTS first, so
+#: that a known name never draws (and wastes) a smallint id from the identity sequence.
+LABEL_NAMES_INSERT = (
+    "INSERT INTO label_names (name) SELECT DISTINCT s.label FROM stage_labels s "
+    "WHERE NOT EXISTS (SELECT 1 FROM label_names n WHERE n.name = s.label) "
+    "ORDER BY 1 ON CONFLICT (name) DO NOTHING"
+)
+
 #: Results tables by topic leaf (see shared.messages.RESULT_TYPES).
 TABLES: dict[str, Table] = {
     "labels": Table(
-        "detections",
+        "labels",
         (
             ("label", "text"),
             ("rating", "real"),
@@ -100,8 +241,8 @@ TABLES: dict[str, Table] = {
             ("speech_present", "boolean"),
             ("inference_ms", "real"),
         ),
-        ("device", "window_start", "model", "label"),
-        message_key=("device", "window_start", "model"),
+        ("device", "window_start", "model"),
+        rollups=(("labels_hourly", LABELS_HOURLY),),
     ),
     "levels": Table(
         "levels",
@@ -121,6 +262,7 @@ TABLES: dict[str, Table] = {
             ("uncalibrated", "boolean"),
         ),
         ("device", "window_start"),
+        rollups=tuple((t, _levels_rollup(u, t)) for u, t in LEVEL_ROLLUPS.items()),
     ),
     "summary": Table(
         "level_summaries",
@@ -137,6 +279,7 @@ TABLES: dict[str, Table] = {
             ("uncalibrated", "boolean"),
         ),
         ("device", "window_start", "window_duration"),
+        rollups=(("summaries_hourly", SUMMARIES_HOURLY),),
     ),
     "indices": Table(
         "indices",
@@ -154,6 +297,7 @@ TABLES: dict[str, Table] = {
             ("coverage", "real"),
         ),
         ("device", "window_start", "window_duration"),
+        rollups=(("indices_hourly", INDICES_HOURLY),),
     ),
     "events": Table(
         "noise_events",
@@ -233,6 +377,15 @@ def roles_sql(writer: str, reader: str) -> str:
     ]
     for table in TABLES.values():
         lines.append(f"GRANT SELECT ({', '.join(table.key)}) ON {table.name} TO {writer};")
+    lines += [
+        "-- the catalogues: label ids are given out as ingest meets a name; band order",
+        f"GRANT SELECT, INSERT (name) ON label_names TO {writer};",
+        f"GRANT SELECT ON band_names TO {writer};",
+        "-- rollups are upserted (added to) in the transaction that inserts the raw rows",
+        f"GRANT SELECT, INSERT, UPDATE ON {', '.join(ROLLUP_TABLES)} TO {writer};",
+        "-- day partitions are created by the owner's SECURITY DEFINER function",
+        f"GRANT EXECUTE ON FUNCTION soundscape_ensure_partitions(date[]) TO {writer};",
+    ]
     lines += [
         f"GRANT USAGE ON SEQUENCE gaps_id_seq TO {writer};",
         "-- ingest mirrors the device registry file into devices (an upsert, which reads",

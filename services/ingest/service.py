@@ -75,6 +75,11 @@ class Ingest:
             connect_timeout=settings.connect_timeout,
             db_timeout=settings.db_timeout,
             stats=self.stats,
+            maintenance_dsn=None
+            if settings.maintenance_url is None
+            else settings.maintenance_url.get_secret_value(),
+            keep_days=settings.keep_days,
+            maintenance_interval=settings.maintenance_interval,
         )
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue()

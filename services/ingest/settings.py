@@ -101,6 +101,27 @@ class IngestSettings(BaseSettings):
     shutdown_timeout: float = Field(
         30.0, gt=0, description="Seconds the final sync on SIGTERM may take before giving up"
     )
+    keep_levels_days: int = Field(
+        0,
+        ge=0,
+        description="Days raw levels rows are kept: older day partitions of `levels` are "
+        "dropped whole by maintenance (`--maintain` or `maintenance_url`); 0: forever",
+    )
+    keep_labels_days: int = Field(
+        0,
+        ge=0,
+        description="Days raw labels rows are kept: older day partitions of `labels` are "
+        "dropped whole by maintenance (`--maintain` or `maintenance_url`); 0: forever",
+    )
+    maintenance_url: SecretStr | None = Field(
+        None,
+        description="PostgreSQL URL of the schema owner; when set, ingest itself runs "
+        "maintenance (partitions ahead, retention) through it every `maintenance_interval`; "
+        "unset: run `soundscape ingest --maintain` as the owner daily",
+    )
+    maintenance_interval: float = Field(
+        3600.0, ge=60, description="Seconds between maintenance runs when `maintenance_url` is set"
+    )
     writer_role: str = Field(
         "soundscape_ingest",
         pattern=ROLE_PATTERN,
@@ -123,6 +144,11 @@ class IngestSettings(BaseSettings):
     @classmethod
     def _plain_id(cls, value: str | None) -> str | None:
         return None if value is None else check_id(value)
+
+    @property
+    def keep_days(self) -> dict[str, int]:
+        """Retention by partitioned table, days (0: forever)."""
+        return {"levels": self.keep_levels_days, "labels": self.keep_labels_days}
 
     @property
     def status_source(self) -> str:

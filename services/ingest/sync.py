@@ -19,8 +19,10 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 
 import psycopg
 
@@ -78,6 +80,9 @@ class Syncer:
         connect_timeout: int = 10,
         db_timeout: float = 60.0,
         stats: Stats | None = None,
+        maintenance_dsn: str | None = None,
+        keep_days: dict[str, int] | None = None,
+        maintenance_interval: float = 3600.0,
     ) -> None:
         self.spool = spool
         self.dsn = dsn
@@ -92,6 +97,12 @@ class Syncer:
         self.last_error: str | None = None
         self._conn: psycopg.Connection | None = None
         self._cancelled = False
+        #: UTC days whose partitions are known to exist (ensured through this process).
+        self._days: set[date] = set()
+        self.maintenance_dsn = maintenance_dsn
+        self.keep_days = keep_days or {}
+        self.maintenance_interval = maintenance_interval
+        self._maintained_at: float | None = None
 
     def __enter__(self) -> Syncer:
         return self
@@ -153,6 +164,11 @@ class Syncer:
             return report
         try:
             conn = self._connection()
+            with self._watchdog.step(conn, "creating partitions ahead"):
+                self.stats.add(
+                    "partitions_created",
+                    db.ensure_partitions(conn, db.days_ahead(datetime.now(UTC)), self._days),
+                )
             while not self._cancelled and (batch := self.spool.take(self.batch_size)):
                 try:
                     part = self._store(conn, batch)
@@ -188,6 +204,7 @@ class Syncer:
             return self._failed(report, f"database refused the sync: {_first_line(exc)}", True)
         self.healthy = True
         self.last_error = None
+        self._maybe_maintain()
         if report.batches:
             log.info(
                 "synced %d results (%d rows new of %d) in %d transaction(s)",
@@ -197,6 +214,39 @@ class Syncer:
                 report.batches,
             )
         return report
+
+    def _maybe_maintain(self) -> None:
+        """Maintenance (partitions ahead, retention) through the owner's URL, when one is
+        set and `maintenance_interval` has passed; a failure is logged and counted, and
+        tried again at the next interval (the writer's syncs go on either way)."""
+        if self.maintenance_dsn is None or self._cancelled:
+            return
+        now = time.monotonic()
+        if (
+            self._maintained_at is not None
+            and now - self._maintained_at < self.maintenance_interval
+        ):
+            return
+        self._maintained_at = now
+        try:
+            with db.connect(
+                self.maintenance_dsn,
+                connect_timeout=self.connect_timeout,
+                timeout=self.db_timeout,
+                application_name="soundscape-ingest-maintenance",
+            ) as conn:
+                dropped = db.maintain(conn, self.keep_days, datetime.now(UTC))
+        except psycopg.Error as exc:
+            self.stats.add("maintenance_failures")
+            log.warning(
+                "maintenance failed: %s; trying again in %.0f s",
+                _first_line(exc),
+                self.maintenance_interval,
+            )
+            return
+        self.stats.add("maintenance_runs")
+        self.stats.add("partitions_dropped", len(dropped))
+        self.stats.add("partition_rows_dropped", sum(d.rows for d in dropped))
 
     def _failed(self, report: SyncReport, reason: str, loud: bool) -> SyncReport:
         self.stats.add("sync_failures")
@@ -221,7 +271,7 @@ class Syncer:
         """Push a batch; split it when PostgreSQL refuses one of its values."""
         try:
             with self._watchdog.step(conn, f"storing {len(batch.results)} results"):
-                pushed = db.push(conn, batch, self.source)
+                pushed = db.push(conn, batch, self.source, self._days)
         except db.REFUSED as exc:
             if len(batch.results) <= 1:
                 reason = _first_line(exc)
