@@ -175,7 +175,12 @@ def device_overview(conn: Connection, devices: Sequence[str]) -> pd.DataFrame:
 
 
 def level_series(
-    conn: Connection, devices: Sequence[str], start: datetime, end: datetime, bucket: timedelta
+    conn: Connection,
+    devices: Sequence[str],
+    start: datetime,
+    end: datetime,
+    bucket: timedelta,
+    rollups: bool = True,
 ) -> pd.DataFrame:
     """Per-chunk levels downsampled to `bucket`: energetic means, so a bucket's Leq is true.
 
@@ -192,8 +197,11 @@ def level_series(
     window duration (equal to the raw query's mean when every window has the same length),
     `windows` the sum of the rollup's; `leq_max_db` and `leq_min_db` are then the loudest
     and quietest rollup bucket's Leq (minute or hour), not of a single window.
+    With `rollups` false it reads the raw rows at any range (benchmarks, tests).
     """
-    source = _source(conn, start, end, bucket, "levels_hourly", "levels_minute")
+    source = (
+        _source(conn, start, end, bucket, "levels_hourly", "levels_minute") if rollups else None
+    )
     if source is not None:
         return _level_rollup(conn, devices, start, end, bucket, *source)
     query = sql.SQL(
@@ -303,6 +311,7 @@ def top_classes(
     end: datetime,
     limit: int,
     min_score: float = 0.0,
+    rollups: bool = True,
 ) -> pd.DataFrame:
     """The most often detected classes in the range.
 
@@ -312,9 +321,10 @@ def top_classes(
     Longer than `ROLLUP_AFTER` and with `min_score` 0, it reads `labels_hourly` (the range
     widened to whole hours, see `rollup_for`): detections is the sum of its `windows`,
     mean_rating sum(score_sum) / sum(windows), max_rating max(score_max). The rollup holds
-    no single scores, so a `min_score` above 0 reads the raw rows at any range.
+    no single scores, so a `min_score` above 0 reads the raw rows at any range, as does
+    `rollups` false.
     """
-    if min_score <= 0 and _source(conn, start, end, None, "labels_hourly") is not None:
+    if rollups and min_score <= 0 and _source(conn, start, end, None, "labels_hourly") is not None:
         return _frame(
             conn,
             """
@@ -350,7 +360,12 @@ def top_classes(
 
 
 def indices_series(
-    conn: Connection, devices: Sequence[str], start: datetime, end: datetime, bucket: timedelta
+    conn: Connection,
+    devices: Sequence[str],
+    start: datetime,
+    end: datetime,
+    bucket: timedelta,
+    rollups: bool = True,
 ) -> pd.DataFrame:
     """Acoustic indices averaged per `bucket` (events summed).
 
@@ -358,9 +373,10 @@ def indices_series(
 
     Longer than `ROLLUP_AFTER`, with a bucket of whole hours, it reads `indices_hourly` (the
     range widened to whole hours, see `rollup_for`): each mean is sum(X_sum) / sum(X_n),
-    as the raw `avg` (null where no value), events sum(events_sum).
+    as the raw `avg` (null where no value), events sum(events_sum). With `rollups` false it
+    reads the raw rows at any range.
     """
-    if _source(conn, start, end, bucket, "indices_hourly") is not None:
+    if rollups and _source(conn, start, end, bucket, "indices_hourly") is not None:
         means = sql.SQL(", ").join(
             sql.SQL("(sum({s}) / nullif(sum({n}), 0))::double precision AS {c}").format(
                 s=sql.Identifier(f"{c}_sum"), n=sql.Identifier(f"{c}_n"), c=sql.Identifier(c)

@@ -366,30 +366,28 @@ def test_rollup_for_picks_raw_minute_or_hourly() -> None:
     assert core.chart_bucket(H, 1500) == timedelta(seconds=5)
 
 
-def test_long_ranges_from_rollups_equal_the_raw_queries(
-    schema_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_long_ranges_from_rollups_equal_the_raw_queries(schema_db: str, tmp_path: Path) -> None:
     seed_through_ingest(schema_db, tmp_path)
     devices = ["ouse", "yor"]
     start, end = DAY0, DAY0 + timedelta(days=ROLLUP_DAYS)
     level_buckets = (timedelta(minutes=10), H, 6 * H, timedelta(days=1))
 
-    def answers() -> dict[str, pd.DataFrame]:
+    def answers(rollups: bool = True) -> dict[str, pd.DataFrame]:
         with psycopg.connect(schema_db) as conn:
             found = {
-                f"levels {b}": queries.level_series(conn, devices, start, end, b)
+                f"levels {b}": queries.level_series(conn, devices, start, end, b, rollups)
                 for b in level_buckets
             }
             for b in (H, 6 * H):
-                found[f"indices {b}"] = queries.indices_series(conn, devices, start, end, b)
-            found["top"] = queries.top_classes(conn, devices, start, end, 10)
-            found["top yor"] = queries.top_classes(conn, ["yor"], start, end, 3)
+                found[f"indices {b}"] = queries.indices_series(
+                    conn, devices, start, end, b, rollups
+                )
+            found["top"] = queries.top_classes(conn, devices, start, end, 10, rollups=rollups)
+            found["top yor"] = queries.top_classes(conn, ["yor"], start, end, 3, rollups=rollups)
         return found
 
     rolled = answers()
-    monkeypatch.setattr(queries, "ROLLUP_AFTER", timedelta(days=365))  # raw at any range
-    raw = answers()
-    monkeypatch.undo()
+    raw = answers(rollups=False)
     for name, frame in raw.items():
         assert not frame.empty, name
         got = rolled[name]
