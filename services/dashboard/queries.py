@@ -3,16 +3,16 @@
 Every value travels as a query parameter; table names come from the fixed schema contract
 (see docs/dashboard.md) through `psycopg.sql.Identifier`, never from user input.
 
-Speed with a year of data rests on two habits:
+Speed with a year of data rests on three habits:
 - every time-range query names its devices (`device = ANY(%s)`) so PostgreSQL can walk the
   (device, window_start) primary-key index instead of scanning the table;
 - time series are downsampled on the server with `date_bin`, a bounded number of buckets per
   device, so the page never fetches more than `max_points` rows per device and series;
 - a range longer than `ROLLUP_AFTER` (6 h) reads ingest's rollups (`levels_minute`,
-  `levels_hourly`, `labels_hourly`, `indices_hourly`) instead of the raw rows, when the
-  display bucket is a whole number of rollup buckets (see `rollup_for`). Such a range is
-  widened to whole rollup buckets: a rollup bucket counts when its start lies in
-  [start rounded down to the rollup bucket, end).
+  `levels_hourly`, `labels_hourly`, `summaries_hourly`, `indices_hourly`) instead of the raw
+  rows, when the display bucket is a whole number of rollup buckets (see `rollup_for`).
+  Such a range is widened to whole rollup buckets: a rollup bucket counts when its start
+  lies in [start rounded down to the rollup bucket, end).
 """
 
 from __future__ import annotations
@@ -251,14 +251,41 @@ def _level_rollup(conn: Connection, devices: Sequence[str], start: datetime, end
 
 
 def summary_series(
-    conn: Connection, devices: Sequence[str], start: datetime, end: datetime, bucket: timedelta
+    conn: Connection,
+    devices: Sequence[str],
+    start: datetime,
+    end: datetime,
+    bucket: timedelta,
+    rollups: bool = True,
 ) -> pd.DataFrame:
     """Level summaries (LAeq, LAmax, LAmin, L10/L50/L90) downsampled to `bucket`.
 
     LAeq is an energetic mean, LAmax/LAmin the extremes; L10/L50/L90 are averaged, which is an
     approximation when a bucket holds more than one summary. Columns: device, bucket, laeq_db,
     lamax_db, lamin_db, l10_db, l50_db, l90_db, coverage.
+
+    Longer than `ROLLUP_AFTER`, with a bucket of whole hours (and `rollups` true), it reads
+    `summaries_hourly` (the range widened to whole hours, see `rollup_for`): LAeq is
+    10 log10(sum(laeq_energy) / sum(seconds)), L10/L50/L90 and coverage sum(X_sum) /
+    sum(seconds): weighted by summary duration, the same as the raw means when every
+    summary has the same length.
     """
+    if rollups and _source(conn, start, end, bucket, "summaries_hourly") is not None:
+        rollup = """
+            SELECT device, date_bin(%(bucket)s, bucket, %(origin)s) AS bucket,
+                   10 * log10(sum(laeq_energy) / nullif(sum(seconds), 0)) AS laeq_db,
+                   max(lamax_db) AS lamax_db, min(lamin_db) AS lamin_db,
+                   sum(l10_sum) / nullif(sum(seconds), 0) AS l10_db,
+                   sum(l50_sum) / nullif(sum(seconds), 0) AS l50_db,
+                   sum(l90_sum) / nullif(sum(seconds), 0) AS l90_db,
+                   sum(coverage_seconds) / nullif(sum(seconds), 0) AS coverage
+            FROM summaries_hourly
+            WHERE device = ANY(%(devices)s)
+              AND bucket >= date_trunc('hour', %(start)s::timestamptz, 'UTC')
+              AND bucket < %(end)s
+            GROUP BY 1, 2 HAVING sum(summaries) > 0 ORDER BY 1, 2
+            """
+        return _frame(conn, rollup, _range(devices, start, end, bucket))
     query = sql.SQL(
         """
         SELECT device, date_bin(%(bucket)s, window_start, %(origin)s) AS bucket,

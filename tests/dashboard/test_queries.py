@@ -28,6 +28,7 @@ from shared.messages import (
     LabelScore,
     LabelsResult,
     LevelsResult,
+    LevelsSummary,
     WindowMessage,
 )
 from tests.dashboard.data import Dataset
@@ -249,6 +250,7 @@ def test_reader_role_of_ingest_can_read_everything(populated: tuple[str, Dataset
                 assert not queries.level_series(conn, ids, week, t, 10 * H / 60).empty
                 assert not queries.top_classes(conn, ids, week, t, 5).empty
                 assert not queries.indices_series(conn, ids, week, t, H).empty
+                assert not queries.summary_series(conn, ids, week, t, H).empty
         finally:
             for role in (writer, reader):
                 admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
@@ -294,8 +296,8 @@ def seed_through_ingest(dsn: str, tmp_path: Path) -> None:
     (which maintains the rollups as batches land), with a duplicate batch and a late one.
 
     Every 7 min a 1 s window (levels with LAeq null one time in ten, top-3 labels); bursts of
-    5 windows within one minute every 50 min; an indices row every 25 min, adi null one time
-    in four.
+    5 windows within one minute every 49 min; a 1 min level summary every 70 min; an indices
+    row every 175 min, adi null one time in four.
     """
     rng = random.Random(11)
     msgs: list[WindowMessage] = []
@@ -321,6 +323,16 @@ def seed_through_ingest(dsn: str, tmp_path: Path) -> None:
                         device=device, seq=int(start), start=start, duration=1.0, model="m",
                         labels=[LabelScore(label=n, score=s) for n, s in zip(names, scores,
                                                                               strict=True)],
+                    )
+                )  # fmt: skip
+            if k % 10 == 0:
+                lo = rng.uniform(30, 50)
+                msgs.append(
+                    LevelsSummary(
+                        device=device, seq=int(base), start=base, duration=60.0,
+                        laeq_db=lo + 10, lamax_db=lo + rng.uniform(20, 40), lamin_db=lo - 5,
+                        l10_db=lo + 15, l50_db=lo + 8, l90_db=lo, coverage=rng.random(),
+                        uncalibrated=False,
                     )
                 )  # fmt: skip
             if k % 25 == 0:
@@ -383,6 +395,9 @@ def test_long_ranges_from_rollups_equal_the_raw_queries(schema_db: str, tmp_path
                 found[f"indices {b}"] = queries.indices_series(
                     conn, devices, start, end, b, rollups
                 )
+                found[f"summaries {b}"] = queries.summary_series(
+                    conn, devices, start, end, b, rollups
+                )
             found["top"] = queries.top_classes(conn, devices, start, end, 10, rollups=rollups)
             found["top yor"] = queries.top_classes(conn, ["yor"], start, end, 3, rollups=rollups)
         return found
@@ -409,7 +424,7 @@ def test_long_ranges_from_rollups_equal_the_raw_queries(schema_db: str, tmp_path
     assert raw["indices 1:00:00"]["adi"].notna().any()
     # The long answers really come from the rollups: they outlive the raw rows.
     with psycopg.connect(schema_db, autocommit=True) as conn:
-        conn.execute("TRUNCATE levels, labels, indices")
+        conn.execute("TRUNCATE levels, labels, indices, level_summaries")
     again = answers()
     for name, frame in rolled.items():
         pd.testing.assert_frame_equal(again[name], frame, check_exact=False)
