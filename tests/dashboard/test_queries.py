@@ -366,19 +366,6 @@ def close(want: pd.Series, have: pd.Series, tol: float, relative: bool) -> bool:
     return bool((both_nan | near).all())
 
 
-def test_rollup_for_picks_raw_minute_or_hourly() -> None:
-    day, minute = timedelta(days=1), timedelta(minutes=1)
-    assert queries.rollup_for(6 * H, H, "h", "m") is None
-    assert queries.rollup_for(day, 2 * H, "h", "m") == ("h", H)
-    assert queries.rollup_for(day, 10 * minute, "h", "m") == ("m", minute)
-    assert queries.rollup_for(day, 10 * minute, "h") is None
-    assert queries.rollup_for(day, timedelta(seconds=90), "h", "m") is None
-    assert queries.rollup_for(day, None, "h") == ("h", H)
-    assert core.chart_bucket(day, 1500) == minute  # 57.6 s per point, raised to a minute
-    assert core.chart_bucket(timedelta(weeks=1), 1500) == H
-    assert core.chart_bucket(H, 1500) == timedelta(seconds=5)
-
-
 def test_long_ranges_from_rollups_equal_the_raw_queries(schema_db: str, tmp_path: Path) -> None:
     seed_through_ingest(schema_db, tmp_path)
     devices = ["ouse", "yor"]
