@@ -5,13 +5,16 @@
 Creates a throwaway database (on `SOUNDSCAPE_BENCH_PG`, default the local PostgreSQL),
 applies ingest's migrations, fills `levels` with one row per second per device and
 `labels` with five labels per second (the `detections` view) for the last `--detection-days`,
-runs ANALYZE, then times each dashboard query next to its baseline measured in the same run:
+computes their rollups (`levels_minute`, `levels_hourly`, `labels_hourly`, as ingest
+maintains them), runs ANALYZE, then times each dashboard query next to its baseline measured
+in the same run:
 
-- level series, downsampled in SQL with one range scan per date_bin bucket (what the page
-  does) vs one GROUP BY date_bin(...) over the range, and vs fetching every 1-second row into
-  pandas (what a naive page would do);
+- level series as the page reads them (the rollups for a range over 6 h), vs the raw rows
+  downsampled in SQL with one range scan per date_bin bucket, vs one GROUP BY date_bin(...)
+  over the range, and vs fetching every 1-second row into pandas (what a naive page would do);
 - device ids by loose index scan (the page) vs SELECT DISTINCT;
-- the overview, latest detections and top classes as the page runs them.
+- the overview, latest detections and top classes as the page runs them (top classes from
+  `labels_hourly` and from the raw rows).
 
 Figures are wall-clock medians of `--repeat` runs on a warm cache.
 """
@@ -78,8 +81,40 @@ def _fill(dsn: str, devices: list[str], days: float, detection_days: float, end:
                 """,
                 {"d": device, "end": end, "n": int(detection_days * 86400), "sync": uuid.uuid4()},
             )
-        conn.execute("VACUUM ANALYZE levels")
-        conn.execute("VACUUM ANALYZE labels")
+        # the rollups ingest maintains as batches land (rows inserted directly are not rolled
+        # up): the recomputation of migration 0005 for the tables the page reads here
+        conn.execute(
+            """
+            INSERT INTO levels_minute
+            SELECT device, date_trunc('minute', window_start, 'UTC'), sum(window_duration::float8),
+                   sum(window_duration * power(10::float8, leq_db / 10)),
+                   coalesce(sum(window_duration::float8) FILTER (WHERE laeq_db IS NOT NULL), 0),
+                   coalesce(sum(window_duration * power(10::float8, laeq_db / 10)), 0),
+                   coalesce(sum(window_duration::float8) FILTER (WHERE lceq_db IS NOT NULL), 0),
+                   coalesce(sum(window_duration * power(10::float8, lceq_db / 10)), 0), count(*)
+            FROM levels GROUP BY 1, 2
+            """
+        )
+        conn.execute(
+            """
+            INSERT INTO levels_hourly
+            SELECT device, date_trunc('hour', bucket, 'UTC'), sum(seconds), sum(leq_energy),
+                   sum(laeq_seconds), sum(laeq_energy), sum(lceq_seconds), sum(lceq_energy),
+                   sum(windows)
+            FROM levels_minute GROUP BY 1, 2
+            """
+        )
+        conn.execute(
+            """
+            INSERT INTO labels_hourly
+            SELECT l.device, date_trunc('hour', l.window_start, 'UTC'), l.model, u.label_id,
+                   count(*), sum(u.score), max(u.score)
+            FROM labels l CROSS JOIN LATERAL unnest(l.label_ids, l.scores) AS u(label_id, score)
+            GROUP BY 1, 2, 3, 4
+            """
+        )
+        for table in ("levels", "labels", "levels_minute", "levels_hourly", "labels_hourly"):
+            conn.execute(f"VACUUM ANALYZE {table}")
 
 
 def _time(fn: Callable[[], Any], repeat: int) -> tuple[float, int]:
@@ -148,14 +183,20 @@ def main(argv: list[str] | None = None) -> int:
                 (f"{args.days:g} days", timedelta(days=args.days)),
             ):
                 start = end - span
-                bucket = core.bucket_for(span, 1500)
+                bucket = core.chart_bucket(span, 1500)
                 page = _time(
                     partial(queries.level_series, conn, devices, start, end, bucket), args.repeat
                 )
+                scans = _time(
+                    partial(queries.level_series, conn, devices, start, end, bucket, False),
+                    args.repeat,
+                )
                 grouped = _time(partial(group_by, start, bucket), args.repeat)
                 naive = _time(partial(raw, start), args.repeat)
+                source = queries.rollup_for(span, bucket, "levels_hourly", "levels_minute")
                 rows.append((f"levels, {label} ({core.describe_bucket(bucket)} buckets)",
-                             "per-bucket range scans", *page))  # fmt: skip
+                             f"page: {source[0] if source else 'raw rows'}", *page))  # fmt: skip
+                rows.append(("", "raw: per-bucket range scans", *scans))
                 rows.append(("", "baseline: GROUP BY date_bin", *grouped))
                 rows.append(("", "baseline: fetch every row", *naive))
             rows.append(
@@ -188,13 +229,27 @@ def main(argv: list[str] | None = None) -> int:
                     ),
                 )
             )
-            rows.append(
-                (
-                    "top classes, day",
-                    "GROUP BY label",
-                    *_time(lambda: queries.top_classes(conn, devices, day, end, 15), args.repeat),
+            for label, since in (("day", day), ("week", end - timedelta(weeks=1))):
+                rows.append(
+                    (
+                        f"top classes, {label}",
+                        "page: labels_hourly",
+                        *_time(partial(queries.top_classes, conn, devices, since, end, 15),
+                               args.repeat),
+                    )
+                )  # fmt: skip
+                rows.append(
+                    (
+                        "",
+                        "raw: GROUP BY label",
+                        *_time(
+                            partial(
+                                queries.top_classes, conn, devices, since, end, 15, rollups=False
+                            ),
+                            args.repeat,
+                        ),
+                    )
                 )
-            )
         width = max(len(r[0]) for r in rows)
         print(f"{'query':<{width}}  {'method':<26} {'median s':>9} {'rows':>10}")
         for what, method, seconds, count in rows:

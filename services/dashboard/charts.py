@@ -85,7 +85,7 @@ def level_figure(levels: pd.DataFrame, bucket: timedelta) -> go.Figure:
                 legendgroup=str(device),
                 line={"color": colour},
                 customdata=rows[["leq_min_db", "leq_max_db"]].to_numpy(),
-                hovertemplate="%{y:.1f} dB (1 s min %{customdata[0]:.1f}, "
+                hovertemplate="%{y:.1f} dB (min %{customdata[0]:.1f}, "
                 "max %{customdata[1]:.1f})<extra>" + f"{device} Leq</extra>",
                 connectgaps=False,
             )

@@ -34,6 +34,11 @@ NICE_BUCKETS: Final[tuple[timedelta, ...]] = tuple(
 #: Origin of every time bucket: buckets of a day start at midnight UTC, of an hour on the hour.
 BUCKET_ORIGIN: Final = datetime.fromisoformat("2000-01-03T00:00:00+00:00")  # a Monday
 
+#: Ranges longer than this are drawn from ingest's rollups (per minute, per hour), not raw rows.
+ROLLUP_AFTER: Final = timedelta(hours=6)
+#: Ranges longer than this are drawn in buckets of at least an hour (from the hourly rollups).
+HOURLY_AFTER: Final = timedelta(days=2)
+
 DeviceState = Literal["online", "offline", "never seen"]
 
 
@@ -74,6 +79,18 @@ def bucket_for(span: timedelta, max_points: int) -> timedelta:
             return width
     # Longer than 28-day buckets allow: whole multiples of 28 days.
     return NICE_BUCKETS[-1] * math.ceil(needed / NICE_BUCKETS[-1])
+
+
+def chart_bucket(span: timedelta, max_points: int) -> timedelta:
+    """The bucket width of the page's time series: `bucket_for`, but at least a minute for a
+    range longer than `ROLLUP_AFTER` and at least an hour beyond `HOURLY_AFTER`, so that
+    long ranges read whole buckets of the per-minute or hourly rollups."""
+    bucket = bucket_for(span, max_points)
+    if span > HOURLY_AFTER:
+        return max(bucket, timedelta(hours=1))
+    if span > ROLLUP_AFTER:
+        return max(bucket, timedelta(minutes=1))
+    return bucket
 
 
 def describe_bucket(width: timedelta) -> str:

@@ -253,7 +253,7 @@ def render(conn: Any, settings: DashboardSettings, now: datetime) -> None:
     if not chosen:
         st.info("Choose at least one device in the sidebar.")
         return
-    bucket = core.bucket_for(span.span, settings.max_points)
+    bucket = core.chart_bucket(span.span, settings.max_points)
     st.caption(
         f"{span.start:%Y-%m-%d %H:%M} to {span.end:%Y-%m-%d %H:%M} {settings.timezone} · "
         f"charts in {core.describe_bucket(bucket)} buckets"

@@ -3,11 +3,16 @@
 Every value travels as a query parameter; table names come from the fixed schema contract
 (see docs/dashboard.md) through `psycopg.sql.Identifier`, never from user input.
 
-Speed with a year of data rests on two habits:
+Speed with a year of data rests on three habits:
 - every time-range query names its devices (`device = ANY(%s)`) so PostgreSQL can walk the
   (device, window_start) primary-key index instead of scanning the table;
 - time series are downsampled on the server with `date_bin`, a bounded number of buckets per
-  device, so the page never fetches more than `max_points` rows per device and series.
+  device, so the page never fetches more than `max_points` rows per device and series;
+- a range longer than `ROLLUP_AFTER` (6 h) reads ingest's rollups (`levels_minute`,
+  `levels_hourly`, `labels_hourly`, `summaries_hourly`, `indices_hourly`) instead of the raw
+  rows, when the display bucket is a whole number of rollup buckets (see `rollup_for`).
+  Such a range is widened to whole rollup buckets: a rollup bucket counts when its start
+  lies in [start rounded down to the rollup bucket, end).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from services.dashboard.core import BUCKET_ORIGIN
+from services.dashboard.core import BUCKET_ORIGIN, ROLLUP_AFTER
 
 #: Tables without which there is nothing to show: created by ingest's first migration.
 CORE_TABLES: Final = ("devices", "levels", "detections")
@@ -30,6 +35,44 @@ OPTIONAL_TABLES: Final = ("level_summaries", "indices", "noise_events", "gaps")
 INDEX_COLUMNS: Final = ("aci", "adi", "aei", "bi", "ndsi", "ht", "hf", "events")
 
 Connection = psycopg.Connection[Any]
+
+MINUTE: Final = timedelta(minutes=1)
+HOUR: Final = timedelta(hours=1)
+
+
+def rollup_for(span: timedelta, bucket: timedelta | None, hourly: str, minute: str | None = None
+               ) -> tuple[str, timedelta] | None:  # fmt: skip
+    """(table, its bucket width) that a query over `span` in display buckets `bucket` reads,
+    or None for the raw rows.
+
+    Raw rows up to `ROLLUP_AFTER`; beyond it the hourly rollup when the display bucket is a
+    whole number of hours (or there is none: a total over the range), else the per-minute one
+    (where there is one) when it is a whole number of minutes, else the raw rows. Buckets
+    share `BUCKET_ORIGIN` (a midnight UTC), so a whole number of rollup buckets also starts
+    on a rollup bucket boundary: each rollup bucket falls into exactly one display bucket.
+    """
+    if span <= ROLLUP_AFTER:
+        return None
+    if bucket is None or bucket % HOUR == timedelta(0):
+        return hourly, HOUR
+    if minute is not None and bucket % MINUTE == timedelta(0):
+        return minute, MINUTE
+    return None
+
+
+def _table_exists(conn: Connection, name: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+    return bool(row and row[0])
+
+
+def _source(conn: Connection, start: datetime, end: datetime, bucket: timedelta | None,
+            hourly: str, minute: str | None = None) -> tuple[str, timedelta] | None:  # fmt: skip
+    """`rollup_for` for the range, None also when the rollup table does not exist (a
+    database ingest has not migrated to 0005 yet)."""
+    choice = rollup_for(end - start, bucket, hourly, minute)
+    if choice is None or not _table_exists(conn, choice[0]):
+        return None
+    return choice
 
 
 def _frame(
@@ -132,7 +175,12 @@ def device_overview(conn: Connection, devices: Sequence[str]) -> pd.DataFrame:
 
 
 def level_series(
-    conn: Connection, devices: Sequence[str], start: datetime, end: datetime, bucket: timedelta
+    conn: Connection,
+    devices: Sequence[str],
+    start: datetime,
+    end: datetime,
+    bucket: timedelta,
+    rollups: bool = True,
 ) -> pd.DataFrame:
     """Per-chunk levels downsampled to `bucket`: energetic means, so a bucket's Leq is true.
 
@@ -143,7 +191,19 @@ def level_series(
     one range scan of the (device, window_start) key: no sort of the whole range, memory
     bounded by the number of buckets. A plain GROUP BY date_bin(...) sorts every row (the
     planner cannot know the bucket count) and spilled to disk at a week of data.
+
+    Longer than `ROLLUP_AFTER`, it reads `levels_minute` or `levels_hourly` (see
+    `rollup_for`): Leq and LAeq are 10 log10(sum(energy) / sum(seconds)), i.e. weighted by
+    window duration (equal to the raw query's mean when every window has the same length),
+    `windows` the sum of the rollup's; `leq_max_db` and `leq_min_db` are then the loudest
+    and quietest rollup bucket's Leq (minute or hour), not of a single window.
+    With `rollups` false it reads the raw rows at any range (benchmarks, tests).
     """
+    source = (
+        _source(conn, start, end, bucket, "levels_hourly", "levels_minute") if rollups else None
+    )
+    if source is not None:
+        return _level_rollup(conn, devices, start, end, bucket, *source)
     query = sql.SQL(
         """
         SELECT ids.device, b.bucket, a.leq_db, a.leq_max_db, a.leq_min_db, a.laeq_db, a.windows
@@ -166,15 +226,66 @@ def level_series(
     return _frame(conn, query, _range(devices, start, end, bucket))
 
 
+def _level_rollup(conn: Connection, devices: Sequence[str], start: datetime, end: datetime,
+                  bucket: timedelta, table: str, width: timedelta) -> pd.DataFrame:  # fmt: skip
+    """`level_series` from a levels rollup table of bucket `width` (see `level_series`)."""
+    query = sql.SQL(
+        """
+        SELECT device, date_bin(%(bucket)s, bucket, %(origin)s) AS bucket,
+               10 * log10(sum(leq_energy) / nullif(sum(seconds), 0)) AS leq_db,
+               max(10 * log10(leq_energy / nullif(seconds, 0))) AS leq_max_db,
+               min(10 * log10(leq_energy / nullif(seconds, 0))) AS leq_min_db,
+               10 * log10(sum(laeq_energy) / nullif(sum(laeq_seconds), 0)) AS laeq_db,
+               sum(windows)::bigint AS windows
+        FROM {table}
+        WHERE device = ANY(%(devices)s)
+          AND bucket >= date_bin(%(width)s, %(start)s::timestamptz, %(origin)s)
+          AND bucket < %(end)s
+        GROUP BY 1, 2
+        HAVING sum(windows) > 0
+        ORDER BY 1, 2
+        """
+    ).format(table=sql.Identifier(table))
+    params = {**_range(devices, start, end, bucket), "width": width}
+    return _frame(conn, query, params)
+
+
 def summary_series(
-    conn: Connection, devices: Sequence[str], start: datetime, end: datetime, bucket: timedelta
+    conn: Connection,
+    devices: Sequence[str],
+    start: datetime,
+    end: datetime,
+    bucket: timedelta,
+    rollups: bool = True,
 ) -> pd.DataFrame:
     """Level summaries (LAeq, LAmax, LAmin, L10/L50/L90) downsampled to `bucket`.
 
     LAeq is an energetic mean, LAmax/LAmin the extremes; L10/L50/L90 are averaged, which is an
     approximation when a bucket holds more than one summary. Columns: device, bucket, laeq_db,
     lamax_db, lamin_db, l10_db, l50_db, l90_db, coverage.
+
+    Longer than `ROLLUP_AFTER`, with a bucket of whole hours (and `rollups` true), it reads
+    `summaries_hourly` (the range widened to whole hours, see `rollup_for`): LAeq is
+    10 log10(sum(laeq_energy) / sum(seconds)), L10/L50/L90 and coverage sum(X_sum) /
+    sum(seconds): weighted by summary duration, the same as the raw means when every
+    summary has the same length.
     """
+    if rollups and _source(conn, start, end, bucket, "summaries_hourly") is not None:
+        rollup = """
+            SELECT device, date_bin(%(bucket)s, bucket, %(origin)s) AS bucket,
+                   10 * log10(sum(laeq_energy) / nullif(sum(seconds), 0)) AS laeq_db,
+                   max(lamax_db) AS lamax_db, min(lamin_db) AS lamin_db,
+                   sum(l10_sum) / nullif(sum(seconds), 0) AS l10_db,
+                   sum(l50_sum) / nullif(sum(seconds), 0) AS l50_db,
+                   sum(l90_sum) / nullif(sum(seconds), 0) AS l90_db,
+                   sum(coverage_seconds) / nullif(sum(seconds), 0) AS coverage
+            FROM summaries_hourly
+            WHERE device = ANY(%(devices)s)
+              AND bucket >= date_trunc('hour', %(start)s::timestamptz, 'UTC')
+              AND bucket < %(end)s
+            GROUP BY 1, 2 HAVING sum(summaries) > 0 ORDER BY 1, 2
+            """
+        return _frame(conn, rollup, _range(devices, start, end, bucket))
     query = sql.SQL(
         """
         SELECT device, date_bin(%(bucket)s, window_start, %(origin)s) AS bucket,
@@ -227,12 +338,37 @@ def top_classes(
     end: datetime,
     limit: int,
     min_score: float = 0.0,
+    rollups: bool = True,
 ) -> pd.DataFrame:
     """The most often detected classes in the range.
 
     Columns: label, detections (rows), devices (how many devices heard it), mean_rating,
     max_rating. Ordered by detections, most first.
+
+    Longer than `ROLLUP_AFTER` and with `min_score` 0, it reads `labels_hourly` (the range
+    widened to whole hours, see `rollup_for`): detections is the sum of its `windows`,
+    mean_rating sum(score_sum) / sum(windows), max_rating max(score_max). The rollup holds
+    no single scores, so a `min_score` above 0 reads the raw rows at any range, as does
+    `rollups` false.
     """
+    if rollups and min_score <= 0 and _source(conn, start, end, None, "labels_hourly") is not None:
+        return _frame(
+            conn,
+            """
+            SELECT n.name AS label, sum(h.windows)::bigint AS detections,
+                   count(DISTINCT h.device) AS devices,
+                   (sum(h.score_sum) / sum(h.windows))::double precision AS mean_rating,
+                   max(h.score_max)::double precision AS max_rating
+            FROM labels_hourly h JOIN label_names n ON n.id = h.label_id
+            WHERE h.device = ANY(%(devices)s)
+              AND h.bucket >= date_trunc('hour', %(start)s::timestamptz, 'UTC')
+              AND h.bucket < %(end)s AND h.windows > 0
+            GROUP BY n.name
+            ORDER BY detections DESC, mean_rating DESC, label
+            LIMIT %(limit)s
+            """,
+            {**_range(devices, start, end), "limit": limit},
+        )
     return _frame(
         conn,
         """
@@ -251,12 +387,42 @@ def top_classes(
 
 
 def indices_series(
-    conn: Connection, devices: Sequence[str], start: datetime, end: datetime, bucket: timedelta
+    conn: Connection,
+    devices: Sequence[str],
+    start: datetime,
+    end: datetime,
+    bucket: timedelta,
+    rollups: bool = True,
 ) -> pd.DataFrame:
     """Acoustic indices averaged per `bucket` (events summed).
 
     Columns: device, bucket, then INDEX_COLUMNS. Ordered by device, then time.
+
+    Longer than `ROLLUP_AFTER`, with a bucket of whole hours, it reads `indices_hourly` (the
+    range widened to whole hours, see `rollup_for`): each mean is sum(X_sum) / sum(X_n),
+    as the raw `avg` (null where no value), events sum(events_sum). With `rollups` false it
+    reads the raw rows at any range.
     """
+    if rollups and _source(conn, start, end, bucket, "indices_hourly") is not None:
+        means = sql.SQL(", ").join(
+            sql.SQL("(sum({s}) / nullif(sum({n}), 0))::double precision AS {c}").format(
+                s=sql.Identifier(f"{c}_sum"), n=sql.Identifier(f"{c}_n"), c=sql.Identifier(c)
+            )
+            for c in INDEX_COLUMNS
+            if c != "events"
+        )
+        rollup = sql.SQL(
+            """
+            SELECT device, date_bin(%(bucket)s, bucket, %(origin)s) AS bucket, {means},
+                   (CASE WHEN sum(events_n) > 0 THEN sum(events_sum) END)::bigint AS events
+            FROM indices_hourly
+            WHERE device = ANY(%(devices)s)
+              AND bucket >= date_trunc('hour', %(start)s::timestamptz, 'UTC')
+              AND bucket < %(end)s
+            GROUP BY 1, 2 ORDER BY 1, 2
+            """
+        ).format(means=means)
+        return _frame(conn, rollup, _range(devices, start, end, bucket))
     averages = sql.SQL(", ").join(
         sql.SQL("avg({c})::double precision AS {c}").format(c=sql.Identifier(c))
         for c in INDEX_COLUMNS

@@ -20,6 +20,52 @@ def apply_schema(dsn: str) -> None:
         migrate(conn)
 
 
+#: A recomputation of ingest's rollups from the raw rows: the SQL with which migration 0005
+#: computes them for the rows it moves (ingest maintains them as batches land; rows inserted
+#: directly, as `populate` does, are not rolled up until this runs).
+ROLLUP_SQL = """
+TRUNCATE levels_minute, levels_hourly, labels_hourly, summaries_hourly, indices_hourly;
+INSERT INTO levels_minute
+SELECT device, date_trunc('minute', window_start, 'UTC'), sum(window_duration::float8),
+       sum(window_duration * power(10::float8, leq_db / 10)),
+       coalesce(sum(window_duration::float8) FILTER (WHERE laeq_db IS NOT NULL), 0),
+       coalesce(sum(window_duration * power(10::float8, laeq_db / 10)), 0),
+       coalesce(sum(window_duration::float8) FILTER (WHERE lceq_db IS NOT NULL), 0),
+       coalesce(sum(window_duration * power(10::float8, lceq_db / 10)), 0),
+       count(*)
+FROM levels GROUP BY 1, 2;
+INSERT INTO levels_hourly
+SELECT device, date_trunc('hour', bucket, 'UTC'), sum(seconds), sum(leq_energy),
+       sum(laeq_seconds), sum(laeq_energy), sum(lceq_seconds), sum(lceq_energy), sum(windows)
+FROM levels_minute GROUP BY 1, 2;
+INSERT INTO labels_hourly
+SELECT l.device, date_trunc('hour', l.window_start, 'UTC'), l.model, u.label_id, count(*),
+       sum(u.score), max(u.score)
+FROM labels l CROSS JOIN LATERAL unnest(l.label_ids, l.scores) AS u(label_id, score)
+GROUP BY 1, 2, 3, 4;
+INSERT INTO summaries_hourly
+SELECT device, date_trunc('hour', window_start, 'UTC'), window_duration, count(*),
+       sum(window_duration::float8), sum(window_duration * power(10::float8, laeq_db / 10)),
+       max(lamax_db), min(lamin_db), sum(window_duration * l10_db),
+       sum(window_duration * l50_db), sum(window_duration * l90_db),
+       sum(window_duration * coverage)
+FROM level_summaries GROUP BY 1, 2, 3;
+INSERT INTO indices_hourly
+SELECT device, date_trunc('hour', window_start, 'UTC'), window_duration, count(*),
+       coalesce(sum(aci), 0), count(aci), coalesce(sum(adi), 0), count(adi),
+       coalesce(sum(aei), 0), count(aei), coalesce(sum(bi), 0), count(bi),
+       coalesce(sum(ndsi), 0), count(ndsi), coalesce(sum(ht), 0), count(ht),
+       coalesce(sum(hf), 0), count(hf), coalesce(sum(events), 0), count(events)
+FROM indices GROUP BY 1, 2, 3;
+"""
+
+
+def recompute_rollups(dsn: str) -> None:
+    """Fill the rollup tables from the raw rows (see ROLLUP_SQL)."""
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+        conn.execute(ROLLUP_SQL)
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Times of the inserted data: `t` is on the hour, everything of yor ends at `t`."""
@@ -38,6 +84,7 @@ def populate(dsn: str) -> Dataset:
     - ouse levels every 10 s over [t-1h, t) at 45 dB, no LAeq, uncalibrated; plus one at now-5s.
     - detections of yor at t-10min ... t-1min (5 labels each), one Bird 0.8 of lab at t-5min.
     - indices, level summaries, a noise event and two gaps (yor, ouse).
+    - the rollups of all of it, as ingest would have made them (`recompute_rollups`).
     """
     now = datetime.now(UTC).replace(microsecond=0)
     t = now.replace(minute=0, second=0)
@@ -136,4 +183,5 @@ def populate(dsn: str) -> Dataset:
             """,
             {"a": t - timedelta(minutes=40), "b": t - timedelta(minutes=39), "now": now, **sync},
         )
+    recompute_rollups(dsn)
     return Dataset(t=t, now=now)

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from services.dashboard import core
+from services.dashboard import core, queries
 
 NOW = datetime(2025, 5, 26, 14, 57, 49, tzinfo=UTC)
 
@@ -125,3 +125,16 @@ def test_map_view_frames_the_points() -> None:
     assert core.map_view([-60, 70], [-170, 170])[2] == 1.0
     with pytest.raises(ValueError):
         core.map_view([], [])
+
+
+def test_rollup_for_picks_raw_minute_or_hourly() -> None:
+    h, day, minute = timedelta(hours=1), timedelta(days=1), timedelta(minutes=1)
+    assert queries.rollup_for(6 * h, h, "h", "m") is None
+    assert queries.rollup_for(day, 2 * h, "h", "m") == ("h", h)
+    assert queries.rollup_for(day, 10 * minute, "h", "m") == ("m", minute)
+    assert queries.rollup_for(day, 10 * minute, "h") is None
+    assert queries.rollup_for(day, timedelta(seconds=90), "h", "m") is None
+    assert queries.rollup_for(day, None, "h") == ("h", h)
+    assert core.chart_bucket(day, 1500) == minute  # 57.6 s per point, raised to a minute
+    assert core.chart_bucket(timedelta(weeks=1), 1500) == h
+    assert core.chart_bucket(h, 1500) == timedelta(seconds=5)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import random
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -16,7 +18,19 @@ from psycopg.conninfo import make_conninfo
 
 from services.dashboard import core, db, queries
 from services.dashboard.settings import DashboardSettings
+from services.ingest.core import Result, Triage
 from services.ingest.db import create_roles
+from services.ingest.spool import Spool
+from services.ingest.sync import Syncer
+from shared.messages import (
+    Calibration,
+    IndicesResult,
+    LabelScore,
+    LabelsResult,
+    LevelsResult,
+    LevelsSummary,
+    WindowMessage,
+)
 from tests.dashboard.data import Dataset
 
 pytestmark = pytest.mark.integration
@@ -230,6 +244,13 @@ def test_reader_role_of_ingest_can_read_everything(populated: tuple[str, Dataset
                 assert not queries.indices_series(conn, ids, t - H, t, H).empty
                 assert not queries.noise_events(conn, ids, t - H, t, 5).empty
                 assert not queries.gaps(conn, ids, t - H, t, 5).empty
+                # a week: the rollup tables, which the reader may read too
+                week = t - timedelta(weeks=1)
+                assert not queries.level_series(conn, ids, week, t, H).empty
+                assert not queries.level_series(conn, ids, week, t, 10 * H / 60).empty
+                assert not queries.top_classes(conn, ids, week, t, 5).empty
+                assert not queries.indices_series(conn, ids, week, t, H).empty
+                assert not queries.summary_series(conn, ids, week, t, H).empty
         finally:
             for role in (writer, reader):
                 admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
@@ -260,3 +281,137 @@ def test_chunks_measured_but_not_classified_are_counted(schema_db: str) -> None:
     with psycopg.connect(schema_db) as c:
         got = queries.classification_coverage(c, ["yor", "lab"], t0, t0 + H)
     assert got.to_dict("records") == [{"device": "yor", "measured": 12, "classified": 10}]
+
+
+# --- Long ranges read the rollups ---------------------------------------------------------
+
+#: Monday 2026-11-16 00:00 UTC: the seeded days start here.
+DAY0 = datetime(2026, 11, 16, tzinfo=UTC)
+ROLLUP_DAYS = 3
+NAMES = ("Speech", "Hum", "Bird", "Car", "Wind", "Rain", "Dog")
+
+
+def seed_through_ingest(dsn: str, tmp_path: Path) -> None:
+    """Levels, labels and indices of two devices over three days, stored by ingest's Syncer
+    (which maintains the rollups as batches land), with a duplicate batch and a late one.
+
+    Every 7 min a 1 s window (levels with LAeq null one time in ten, top-3 labels); bursts of
+    5 windows within one minute every 49 min; a 1 min level summary every 70 min; an indices
+    row every 175 min, adi null one time in four.
+    """
+    rng = random.Random(11)
+    msgs: list[WindowMessage] = []
+    for device in ("yor", "ouse"):
+        for k in range(ROLLUP_DAYS * 24 * 60 // 7):
+            base = DAY0.timestamp() + 420.0 * k
+            burst = 5 if k % 7 == 0 else 1
+            for j in range(burst):
+                start = base + 3.0 * j
+                laeq = None if rng.random() < 0.1 else rng.uniform(30, 80)
+                msgs.append(
+                    LevelsResult(
+                        device=device, seq=int(start), start=start, duration=1.0,
+                        leq_db=rng.uniform(35, 90), laeq_db=laeq, lceq_db=None,
+                        bands={"1000": rng.uniform(20, 60)}, calibration=Calibration(),
+                        uncalibrated=False,
+                    )
+                )  # fmt: skip
+                names = rng.sample(NAMES, 3)
+                scores = sorted((rng.random() for _ in names), reverse=True)
+                msgs.append(
+                    LabelsResult(
+                        device=device, seq=int(start), start=start, duration=1.0, model="m",
+                        labels=[LabelScore(label=n, score=s) for n, s in zip(names, scores,
+                                                                              strict=True)],
+                    )
+                )  # fmt: skip
+            if k % 10 == 0:
+                lo = rng.uniform(30, 50)
+                msgs.append(
+                    LevelsSummary(
+                        device=device, seq=int(base), start=base, duration=60.0,
+                        laeq_db=lo + 10, lamax_db=lo + rng.uniform(20, 40), lamin_db=lo - 5,
+                        l10_db=lo + 15, l50_db=lo + 8, l90_db=lo, coverage=rng.random(),
+                        uncalibrated=False,
+                    )
+                )  # fmt: skip
+            if k % 25 == 0:
+                msgs.append(
+                    IndicesResult(
+                        device=device, seq=int(base), start=base, duration=300.0,
+                        aci=rng.uniform(100, 200),
+                        adi=None if rng.random() < 0.25 else rng.random(), aei=rng.random(),
+                        bi=rng.uniform(0, 10), ndsi=rng.uniform(-1, 1), ht=rng.random(),
+                        hf=rng.random(), events=rng.randrange(10),
+                    )
+                )  # fmt: skip
+    triage = Triage("p")
+    late = msgs[:200]
+    batches = [msgs[200:], msgs[200:1200], late]  # the second is a duplicate, the last late
+    with Syncer(Spool(tmp_path / "s.sqlite3", 1_000_000), dsn, source="t", batch_size=2000) as s:
+        for batch in batches:
+            verdicts = [triage.message(m.topic("p"), m.encode(), None, 4e9) for m in batch]
+            assert all(isinstance(v, Result) for v in verdicts)
+            s.spool.put([v for v in verdicts if isinstance(v, Result)])
+            report = s.sync()
+            assert report.error is None, report.error
+
+
+def close(want: pd.Series, have: pd.Series, tol: float, relative: bool) -> bool:
+    """Equal within `tol` (times the value's size beyond 1 when `relative`), NaN where the
+    other is NaN."""
+    a, b = want.astype(float).to_numpy(), have.astype(float).to_numpy()
+    both_nan = pd.isna(a) & pd.isna(b)
+    near = abs(a - b) <= tol * ((1 + abs(a)) if relative else 1)
+    return bool((both_nan | near).all())
+
+
+def test_long_ranges_from_rollups_equal_the_raw_queries(schema_db: str, tmp_path: Path) -> None:
+    seed_through_ingest(schema_db, tmp_path)
+    devices = ["ouse", "yor"]
+    start, end = DAY0, DAY0 + timedelta(days=ROLLUP_DAYS)
+    level_buckets = (timedelta(minutes=10), H, 6 * H, timedelta(days=1))
+
+    def answers(rollups: bool = True) -> dict[str, pd.DataFrame]:
+        with psycopg.connect(schema_db) as conn:
+            found = {
+                f"levels {b}": queries.level_series(conn, devices, start, end, b, rollups)
+                for b in level_buckets
+            }
+            for b in (H, 6 * H):
+                found[f"indices {b}"] = queries.indices_series(
+                    conn, devices, start, end, b, rollups
+                )
+                found[f"summaries {b}"] = queries.summary_series(
+                    conn, devices, start, end, b, rollups
+                )
+            found["top"] = queries.top_classes(conn, devices, start, end, 10, rollups=rollups)
+            found["top yor"] = queries.top_classes(conn, ["yor"], start, end, 3, rollups=rollups)
+        return found
+
+    rolled = answers()
+    raw = answers(rollups=False)
+    for name, frame in raw.items():
+        assert not frame.empty, name
+        got = rolled[name]
+        assert list(got.columns) == list(frame.columns), name
+        assert len(got) == len(frame), name
+        for column in frame.columns:
+            if column in ("leq_max_db", "leq_min_db"):
+                continue  # of the rollup buckets, not of single windows (docstring)
+            want, have = frame[column], got[column]
+            if pd.api.types.is_float_dtype(want) or pd.api.types.is_float_dtype(have):
+                # levels within 0.01 dB; scores and indices are stored as real (about 7
+                # digits), the rollups sum them as double
+                db = column.endswith("_db")
+                assert close(want, have, 0.01 if db else 1e-6, relative=not db), (name, column)
+            else:
+                assert want.tolist() == have.tolist(), (name, column)
+    assert raw["levels 1:00:00"]["laeq_db"].notna().all()
+    assert raw["indices 1:00:00"]["adi"].notna().any()
+    # The long answers really come from the rollups: they outlive the raw rows.
+    with psycopg.connect(schema_db, autocommit=True) as conn:
+        conn.execute("TRUNCATE levels, labels, indices, level_summaries")
+    again = answers()
+    for name, frame in rolled.items():
+        pd.testing.assert_frame_equal(again[name], frame, check_exact=False)
