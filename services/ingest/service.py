@@ -94,7 +94,7 @@ class Ingest:
                     cls.subscription(mqtt.topic_prefix, settings.device)
                     for cls in RESULT_TYPES.values()
                 ),
-                *SYS_TOPICS,
+                *(SYS_TOPICS if settings.broker_drops else ()),
             ],
             session_expiry=settings.session_expiry,
             receive_maximum=settings.receive_maximum,

@@ -40,6 +40,11 @@ class IngestSettings(BaseSettings):
         description="Most results the spool keeps; when full the oldest are dropped and the "
         "gap (device, time range, count) is recorded",
     )
+    broker_drops: bool = Field(
+        True,
+        description="Read the broker's `$SYS` drop counter and store its rises as "
+        "`broker_dropped` gap rows (the ACL must let ingest read `$SYS/broker/#`)",
+    )
     batch_size: int = Field(
         10_000, ge=1, description="Most results moved to PostgreSQL in one transaction"
     )

@@ -143,7 +143,7 @@ async def test_ingest_reads_the_brokers_sys_topics_and_stores_gap_reports(
     gap = GapReport(
         device="yor", start=T0, end=T0 + 4, cause="capture_restart", node="yor", count=64000
     )
-    async with running(settings(tmp_path, database), mqtt_settings) as ingest:
+    async with running(settings(tmp_path, database, broker_drops=True), mqtt_settings) as ingest:
         for _ in range(2):  # delivered twice
             await asyncio.to_thread(pub.publish, gap)
         await asyncio.to_thread(pub.close)
