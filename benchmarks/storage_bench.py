@@ -14,9 +14,10 @@ two databases, both built by ingest's own migrations (`services.ingest.db.migrat
   or gaps are seeded. Day partitions are made first with `soundscape_ensure_partitions`, as
   ingest does. The rollups (`levels_minute`, `levels_hourly`, `labels_hourly`,
   `summaries_hourly`, `indices_hourly`) are then filled by one `INSERT ... SELECT ... GROUP
-  BY` per table over the seeded rows: the recomputation that migration 0005 runs for existing
-  rows, which the rollup tests check equal to what ingest's incremental upserts give (ingest's
-  own path, staging one row per label, would make the seeding several times slower);
+  BY` per table over the seeded rows: the SQL migration 0005 runs for existing rows, a
+  recomputation of the form tests/ingest/test_storage.py finds equal to what ingest's
+  incremental upserts store (ingest's own insert path, staging one row per label, was not
+  used: it would make the seeding several times slower);
 - **old** (migrations up to 0004: one `detections` row per label with its three indexes,
   `levels.bands` as jsonb): the same devices and rows for `--old-days` days (default 1).
   Its size is scaled per device-day; its query times are for what was seeded, so its week
@@ -224,8 +225,8 @@ def _migrate(conn: psycopg.Connection[Any], upto: int | None) -> None:
         )
 
 
-#: The rollups as migration 0005 computes them for existing rows, restricted to nothing
-#: (the bench's databases hold only seeded rows).
+#: The rollups as migration 0005 computes them for existing rows (over every row: the
+#: bench's databases hold only the seeded ones).
 ROLLUP_SQL = (
     """
     INSERT INTO levels_minute
