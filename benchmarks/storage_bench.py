@@ -38,7 +38,9 @@ import argparse
 import math
 import random
 import shutil
+import signal
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -427,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     devices = [f"dev{i:02d}" for i in range(args.devices)]
     end_dt = datetime.now(UTC).replace(microsecond=0)
     end = int(end_dt.timestamp())
+    # a SIGTERM (e.g. from `timeout`) still stops the cluster and removes it (finally below)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workdir = Path(tempfile.mkdtemp(prefix="storage_bench_"))
     pg = start_postgres(workdir)
     try:
