@@ -13,8 +13,9 @@ two databases, both built by ingest's own migrations (`services.ingest.db.migrat
   and one `indices` row a minute (the levels service's default intervals). No noise events
   or gaps are seeded. Day partitions are made first with `soundscape_ensure_partitions`, as
   ingest does. The rollups (`levels_minute`, `levels_hourly`, `labels_hourly`,
-  `summaries_hourly`, `indices_hourly`) are then filled by one `INSERT ... SELECT ... GROUP
-  BY` per table over the seeded rows: the SQL migration 0005 runs for existing rows, a
+  `summaries_hourly`, `indices_hourly`) are then filled by `soundscape_recompute_rollups()`,
+  migration 0005's recomputation over the seeded rows (one `INSERT ... SELECT ... GROUP BY`
+  per table), a
   recomputation of the form tests/ingest/test_storage.py finds equal to what ingest's
   incremental upserts store (ingest's own insert path, staging one row per label, was not
   used: it would make the seeding several times slower);
@@ -227,55 +228,6 @@ def _migrate(conn: psycopg.Connection[Any], upto: int | None) -> None:
         )
 
 
-#: The rollups as migration 0005 computes them for existing rows (over every row: the
-#: bench's databases hold only the seeded ones).
-ROLLUP_SQL = (
-    """
-    INSERT INTO levels_minute
-    SELECT device, date_trunc('minute', window_start, 'UTC'), sum(window_duration::float8),
-           sum(window_duration * power(10::float8, leq_db / 10)),
-           coalesce(sum(window_duration::float8) FILTER (WHERE laeq_db IS NOT NULL), 0),
-           coalesce(sum(window_duration * power(10::float8, laeq_db / 10)), 0),
-           coalesce(sum(window_duration::float8) FILTER (WHERE lceq_db IS NOT NULL), 0),
-           coalesce(sum(window_duration * power(10::float8, lceq_db / 10)), 0),
-           count(*)
-    FROM levels GROUP BY 1, 2
-    """,
-    """
-    INSERT INTO levels_hourly
-    SELECT device, date_trunc('hour', bucket, 'UTC'), sum(seconds), sum(leq_energy),
-           sum(laeq_seconds), sum(laeq_energy), sum(lceq_seconds), sum(lceq_energy),
-           sum(windows)
-    FROM levels_minute GROUP BY 1, 2
-    """,
-    """
-    INSERT INTO labels_hourly
-    SELECT l.device, date_trunc('hour', l.window_start, 'UTC'), l.model, u.label_id, count(*),
-           sum(u.score), max(u.score)
-    FROM labels l CROSS JOIN LATERAL unnest(l.label_ids, l.scores) AS u(label_id, score)
-    GROUP BY 1, 2, 3, 4
-    """,
-    """
-    INSERT INTO summaries_hourly
-    SELECT device, date_trunc('hour', window_start, 'UTC'), window_duration, count(*),
-           sum(window_duration::float8), sum(window_duration * power(10::float8, laeq_db / 10)),
-           max(lamax_db), min(lamin_db), sum(window_duration * l10_db),
-           sum(window_duration * l50_db), sum(window_duration * l90_db),
-           sum(window_duration * coverage)
-    FROM level_summaries GROUP BY 1, 2, 3
-    """,
-    """
-    INSERT INTO indices_hourly
-    SELECT device, date_trunc('hour', window_start, 'UTC'), window_duration, count(*),
-           coalesce(sum(aci), 0), count(aci), coalesce(sum(adi), 0), count(adi),
-           coalesce(sum(aei), 0), count(aei), coalesce(sum(bi), 0), count(bi),
-           coalesce(sum(ndsi), 0), count(ndsi), coalesce(sum(ht), 0), count(ht),
-           coalesce(sum(hf), 0), count(hf), coalesce(sum(events), 0), count(events)
-    FROM indices GROUP BY 1, 2, 3
-    """,
-)
-
-
 def _seed(dsn: str, devices: Sequence[str], days: float, end: int, old: bool) -> Seeded:
     seconds = int(days * 86400)
     start = end - seconds
@@ -321,9 +273,7 @@ def _seed(dsn: str, devices: Sequence[str], days: float, end: int, old: bool) ->
         copy_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         if not old:
-            with conn.transaction():
-                for stmt in ROLLUP_SQL:
-                    conn.execute(stmt)
+            conn.execute("SELECT soundscape_recompute_rollups()")
         rollup_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         conn.execute("VACUUM ANALYZE")
