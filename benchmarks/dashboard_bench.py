@@ -82,37 +82,8 @@ def _fill(dsn: str, devices: list[str], days: float, detection_days: float, end:
                 {"d": device, "end": end, "n": int(detection_days * 86400), "sync": uuid.uuid4()},
             )
         # the rollups ingest maintains as batches land (rows inserted directly are not rolled
-        # up): the recomputation of migration 0005 for the tables the page reads here
-        conn.execute(
-            """
-            INSERT INTO levels_minute
-            SELECT device, date_trunc('minute', window_start, 'UTC'), sum(window_duration::float8),
-                   sum(window_duration * power(10::float8, leq_db / 10)),
-                   coalesce(sum(window_duration::float8) FILTER (WHERE laeq_db IS NOT NULL), 0),
-                   coalesce(sum(window_duration * power(10::float8, laeq_db / 10)), 0),
-                   coalesce(sum(window_duration::float8) FILTER (WHERE lceq_db IS NOT NULL), 0),
-                   coalesce(sum(window_duration * power(10::float8, lceq_db / 10)), 0), count(*)
-            FROM levels GROUP BY 1, 2
-            """
-        )
-        conn.execute(
-            """
-            INSERT INTO levels_hourly
-            SELECT device, date_trunc('hour', bucket, 'UTC'), sum(seconds), sum(leq_energy),
-                   sum(laeq_seconds), sum(laeq_energy), sum(lceq_seconds), sum(lceq_energy),
-                   sum(windows)
-            FROM levels_minute GROUP BY 1, 2
-            """
-        )
-        conn.execute(
-            """
-            INSERT INTO labels_hourly
-            SELECT l.device, date_trunc('hour', l.window_start, 'UTC'), l.model, u.label_id,
-                   count(*), sum(u.score), max(u.score)
-            FROM labels l CROSS JOIN LATERAL unnest(l.label_ids, l.scores) AS u(label_id, score)
-            GROUP BY 1, 2, 3, 4
-            """
-        )
+        # up): migration 0005's recomputation
+        conn.execute("SELECT soundscape_recompute_rollups()")
         for table in ("levels", "labels", "levels_minute", "levels_hourly", "labels_hourly"):
             conn.execute(f"VACUUM ANALYZE {table}")
 

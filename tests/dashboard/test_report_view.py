@@ -12,7 +12,6 @@ from streamlit.testing.v1 import AppTest
 from services.dashboard.app import PAGE
 from services.report import core
 from tests.dashboard.data import Dataset
-from tests.report.helpers import LEVELS_HOURLY
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +24,6 @@ def test_report_section_shows_the_figures_and_downloads(
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     spans = core.period_spans(yesterday, london)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(LEVELS_HOURLY)
         conn.execute("DELETE FROM levels_hourly")  # only the hours below (populate rolls up)
         start, end = spans["day"].start, spans["night"].end
         hour = start

@@ -7,22 +7,6 @@ from datetime import datetime, timedelta
 
 from services.report.core import Bucket, Interval
 
-#: The rollup table as ingest's migration creates it (IF NOT EXISTS: harmless once it does).
-LEVELS_HOURLY = """
-CREATE TABLE IF NOT EXISTS levels_hourly (
-    device text NOT NULL,
-    bucket timestamptz NOT NULL,
-    seconds double precision NOT NULL,
-    leq_energy double precision NOT NULL,
-    laeq_seconds double precision NOT NULL,
-    laeq_energy double precision NOT NULL,
-    lceq_seconds double precision NOT NULL,
-    lceq_energy double precision NOT NULL,
-    windows integer NOT NULL,
-    PRIMARY KEY (device, bucket)
-)
-"""
-
 
 def bucket(start: datetime, level_db: float, seconds: float = 3600.0, width: int = 3600) -> Bucket:
     """A bucket measured for `seconds` at a steady `level_db`."""
@@ -37,4 +21,3 @@ def hourly(span: Interval, levels: Sequence[float | None]) -> list[Bucket]:
 
 
 #: The minute rollups: the same columns (IF NOT EXISTS, as above).
-LEVELS_MINUTE = LEVELS_HOURLY.replace("levels_hourly", "levels_minute")

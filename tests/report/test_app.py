@@ -22,7 +22,6 @@ from services.cli import COMMANDS
 from services.ingest import db as ingest_db
 from services.report import app, core, db
 from services.report.settings import ReportSettings
-from tests.report.helpers import LEVELS_HOURLY, LEVELS_MINUTE
 
 pytestmark = pytest.mark.integration
 
@@ -53,11 +52,10 @@ def _insert_event(conn: psycopg.Connection, device: str, start: datetime) -> Non
 
 @pytest.fixture
 def seeded(database: str) -> Iterator[str]:
-    """The test database with the schema, `levels_hourly` and two days of device yor: the
+    """The test database with ingest's schema and two days of device yor in `levels_hourly`: the
     28th (spring-forward night) fully measured, the 29th with only its day period."""
     with psycopg.connect(database, autocommit=True) as conn:
         ingest_db.migrate(conn)
-        conn.execute(LEVELS_HOURLY)
         spans = core.period_spans(SPRING, LONDON)
         for name, levels in (("day", DAY), ("evening", EVENING), ("night", NIGHT)):
             for k, level in enumerate(levels):
@@ -190,7 +188,6 @@ def test_half_hour_zone_reads_minute_rollups(
     spans = core.period_spans(day, core.zone_of("Asia/Kolkata"))
     with psycopg.connect(database, autocommit=True) as conn:
         ingest_db.migrate(conn)
-        conn.execute(LEVELS_MINUTE)
         energy = 60 * 10**6.5
         # The evening, 19:00-23:00 IST = 13:30-17:30 UTC, one row per minute.
         conn.cursor().executemany(
