@@ -4,7 +4,9 @@ It uses the broker and database you point it at (SOUNDSCAPE_MQTT_HOST/PORT,
 --database-url or SOUNDSCAPE_INGEST_DATABASE_URL). When none is reachable on this machine it
 starts a Mosquitto and a PostgreSQL of its own from the system's binaries, with their files
 under --workdir, or says exactly what to install. Without a microphone (no card in
-`arecord -l`) it replays a generated sample recording in real time.
+`arecord -l`) it runs a demo fleet instead: three simulated sensors on the map, each looping
+its own generated scene (street, park, square) in real time, from memory (nothing is written
+to disk), listed with a spare that never reports in a demo registry under --workdir.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import psycopg
 from psycopg import sql
 
 from services import localservers
-from services.demo_audio import write_sample
+from services.demo_fleet import write_registry
 from services.health import fetch_status, verdict
 from shared.settings import MqttSettings
 
@@ -136,14 +138,21 @@ def microphone_present() -> bool:
     return "card " in out
 
 
-def build_children(args: argparse.Namespace, sample: Path | None) -> list[Child]:
-    """The service processes to start."""
+def build_children(args: argparse.Namespace, demo_registry: Path | None) -> list[Child]:
+    """The service processes to start: with `demo_registry`, the demo fleet in place of
+    capture."""
     me = [sys.executable, "-m", "services.cli"]
     capture = [*me, "capture", "--device-id", args.device_id]
-    if sample is not None:
-        capture += ["--source", "file", "--path", str(sample)]
+    if args.source == "file":
+        capture += ["--source", "file", "--path", str(args.path)]
     elif args.source != "auto":
         capture += ["--source", args.source]
+    if demo_registry is not None:
+        capture = [
+            sys.executable, "-m", "services.demo_fleet",
+            "--registry", str(demo_registry),
+            "--scene-seconds", str(args.scene_seconds),
+        ]  # fmt: skip
     inference = [*me, "inference"]
     if args.backend:
         inference += ["--backend", args.backend]
@@ -171,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         "--workdir",
         type=Path,
         default=Path(".run"),
-        help="where own servers, the spool and the sample live (default .run)",
+        help="where own servers, the spool and the demo registry live (default .run)",
     )
     parser.add_argument(
         "--device-id", default=os.environ.get("SOUNDSCAPE_CAPTURE_DEVICE_ID", "demo")
@@ -180,7 +189,13 @@ def main(argv: list[str] | None = None) -> int:
         "--source",
         choices=["auto", "alsa", "file", "synthetic"],
         default="auto",
-        help="auto: the microphone if one is present, else a sample recording",
+        help="auto: the microphone if one is present, else the demo fleet",
+    )
+    parser.add_argument(
+        "--scene-seconds",
+        type=float,
+        default=20.0,
+        help="demo fleet: length of each generated scene, looped (default 20)",
     )
     parser.add_argument("--path", type=Path, help="file or folder to replay (--source file)")
     parser.add_argument("--backend", help="inference backend: transformers, onnx or yamnet")
@@ -205,12 +220,16 @@ def main(argv: list[str] | None = None) -> int:
         port, broker = ensure_broker(settings, workdir)
         dsn, pg = ensure_database(args.database_url, workdir)
         servers += [s for s in (broker, pg) if s is not None]
-        sample: Path | None = args.path
-        if args.source == "file" and sample is None:
+        if args.source == "file" and args.path is None:
             parser.error("--source file needs --path")
+        demo: Path | None = None
         if args.source == "auto" and not microphone_present():
-            sample = write_sample(workdir / "sample")
-            print(f"stack: no microphone found; replaying the sample recording {sample}")
+            demo = write_registry(workdir / "demo-devices.toml")
+            print(
+                "stack: no microphone found; running the demo fleet (demo-street, demo-park, "
+                f"demo-square; registry {demo}), generated {args.scene_seconds:g} s scenes "
+                "in a loop, never written to disk"
+            )
         env = dict(os.environ)
         env.update(
             {
@@ -222,14 +241,16 @@ def main(argv: list[str] | None = None) -> int:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        if Path("config/devices.toml").exists():
+        if demo is not None:  # the demo's devices are the ones that report: its registry
+            env["SOUNDSCAPE_DEVICES_FILE"] = str(demo)
+        elif Path("config/devices.toml").exists():
             env.setdefault("SOUNDSCAPE_DEVICES_FILE", str(Path("config/devices.toml").resolve()))
         for name, node in NODES.items():
             env[f"SOUNDSCAPE_{name.upper()}_NODE_ID"] = node
         # One broker session per workdir: a rerun resumes it, a second stack does not steal it.
         digest = hashlib.sha1(str(workdir).encode()).hexdigest()[:10]
         env.setdefault("SOUNDSCAPE_INGEST_CLIENT_ID", f"stack-ingest-{digest}")
-        children = build_children(args, sample)
+        children = build_children(args, demo)
         for child in children:
             if child.name == "capture":
                 # Capture last, once the consumers listen: the first seconds get results too.
