@@ -45,6 +45,25 @@ class DashboardSettings(BaseSettings):
         20.0, gt=0, description="Longest a single dashboard query may run, seconds"
     )
     connect_timeout_s: int = Field(5, ge=1, description="Database connection timeout, seconds")
+    refresh_s: float = Field(
+        60.0,
+        gt=0,
+        description="A page view older than this (s) queries afresh; within it, query results "
+        "are reused (the Refresh button forces a new view)",
+    )
+    map_tiles: str | None = Field(
+        None,
+        description="Map style with tiles (e.g. open-street-map: the viewer's browser loads "
+        "them from the internet); unset: a tile-free map that works offline",
+    )
+    broker_status: bool = Field(
+        False,
+        description="Health page: read every node's retained status from the broker "
+        "(SOUNDSCAPE_MQTT_* settings; status topics only)",
+    )
+    broker_wait_s: float = Field(
+        1.5, gt=0, le=30, description="Longest wait for the broker's retained statuses, seconds"
+    )
     password: SecretStr | None = Field(
         None,
         description="Password the page asks for before it queries or shows anything; unset "
