@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(mosquitto mosquitto-clients postgresql alsa-utils sox espeak-ng libsndfile1 docker-compose)
+APT_PACKAGES=(mosquitto mosquitto-clients postgresql alsa-utils sox espeak-ng libsndfile1 docker-compose chromium)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

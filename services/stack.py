@@ -237,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                 "SOUNDSCAPE_MQTT_PORT": str(port),
                 "SOUNDSCAPE_INGEST_DATABASE_URL": dsn,
                 "SOUNDSCAPE_DASHBOARD_DATABASE_URL": dsn,
+                # One broker for the whole stack: the health page shows its retained statuses.
+                "SOUNDSCAPE_DASHBOARD_BROKER_STATUS": "true",
                 "SOUNDSCAPE_INGEST_SPOOL": str(workdir / "spool.sqlite3"),
                 "PYTHONUNBUFFERED": "1",
             }

@@ -170,12 +170,12 @@ def test_without_the_password_only_the_form_is_shown_and_nothing_is_queried(
     assert not at.exception
     assert not at.error
     assert not at.text_input
-    assert [h.value for h in at.header][:3] == ["Devices", "Sound level", "Detections"]
+    assert [h.value for h in at.header] == ["Overview"]
     assert proxy.connections >= 1
     assert "password" not in at.session_state
     # Later runs of the same session stay unlocked.
     at.run()
-    assert [h.value for h in at.header][:1] == ["Devices"]
+    assert [h.value for h in at.header][:1] == ["Overview"]
 
 
 @pytest.mark.integration
@@ -186,5 +186,5 @@ def test_without_a_password_setting_the_page_has_no_gate(
     at = page(monkeypatch, dsn, None)
     assert not at.exception
     assert not at.text_input
-    assert [h.value for h in at.header][:1] == ["Devices"]
+    assert [h.value for h in at.header][:1] == ["Overview"]
     assert proxy.connections == 1

@@ -42,6 +42,8 @@ def test_report_section_shows_the_figures_and_downloads(
     monkeypatch.setenv("SOUNDSCAPE_DEVICES_FILE", str(registry))
     app = AppTest.from_file(str(PAGE), default_timeout=30).run()
     assert not app.exception
+    app.sidebar.radio(key="page").set_value("Report").run()
+    assert not app.exception
     assert "Noise report" not in [h.value for h in app.header]
     app.toggle(key="report_on").set_value(True).run()
     assert not app.exception

@@ -1,0 +1,110 @@
+"""The dashboard in a real browser: Chromium (Debian's, driven by Playwright) opens every page
+of `soundscape dashboard` on a seeded fleet, checks that each chart holds the expected
+number of data points and that no error element is shown, and saves a screenshot of each
+page under `$SOUNDSCAPE_TEST_ARTIFACTS` (or the test's tmp_path)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.dashboard.browser import CHROMIUM, Drawn, dashboard, draw
+from tests.dashboard.fleet import BANDS_WITH_VALUES, LABELS, Fleet, seed_fleet
+from tests.support.servers import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def artefacts(tmp_path: Path) -> Path:
+    """Where the screenshots go."""
+    root = os.environ.get("SOUNDSCAPE_TEST_ARTIFACTS")
+    folder = Path(root) / "dashboard" if root else tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """A headless Chromium page (1280 x 3200, so a screenshot holds the whole page)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (scripts/bootstrap.sh)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            yield chromium.new_page(viewport={"width": 1280, "height": 3200})
+        finally:
+            chromium.close()
+
+
+def _count(dsn: str, query: str, *params: Any) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(query, params).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _pages(url: str, fleet: Fleet) -> dict[str, str]:
+    first = fleet.devices[0]
+    return {
+        "overview": f"{url}/?page=Overview",
+        "device": f"{url}/?page=Device&device={first}",
+        "health": f"{url}/?page=Health",
+    }
+
+
+def test_every_page_draws_its_charts_in_chromium(
+    schema_db: str, browser: Any, artefacts: Path
+) -> None:
+    # Hourly history starts inside the default "Last day": every count below is exact.
+    fleet = seed_fleet(schema_db, 4, minute_hours=20, hour_days=0.8)
+    first = fleet.devices[0]
+    drawn: dict[str, Drawn] = {}
+    with dashboard(schema_db, free_port()) as url:
+        for name, address in _pages(url, fleet).items():
+            drawn[name] = draw(browser, address, artefacts / f"{name}.png")
+    for name, page in drawn.items():
+        assert page.errors == [], f"{name}: {page.errors}"
+        assert (artefacts / f"{name}.png").stat().st_size > 10_000
+
+    overview = drawn["overview"].charts
+    assert set(overview) == {"map", "fleet-levels", "classes"}
+    assert overview["map"].points == len(fleet.devices) + 1  # the spare too, marked
+    assert dict(overview["map"].traces).get("never seen") == 1
+    shown = [n for n, _ in overview["fleet-levels"].traces]
+    assert sorted(shown) == fleet.devices  # four devices: all among the five loudest
+    minutes = _count(
+        schema_db, "SELECT count(*) FROM levels_minute WHERE device = ANY(%s)", fleet.devices
+    )
+    assert overview["fleet-levels"].points == minutes
+    assert overview["classes"].points == len(LABELS)
+
+    device = drawn["device"].charts
+    assert list(device) == ["levels", "hour-class", "spectrogram", "indices", "class-levels"]
+    levels = dict(device["levels"].traces)
+    assert levels["LAeq"] == _count(
+        schema_db, "SELECT count(*) FROM levels_minute WHERE device = %s", first
+    )
+    summaries = _count(schema_db, "SELECT count(*) FROM level_summaries WHERE device = %s", first)
+    assert levels["L90"] == levels["L10-L90"] == levels["LAFmax"] == summaries
+    assert device["hour-class"].points == 12 * 24
+    raw_minutes = int((fleet.raw_end - fleet.raw_start).total_seconds() // 60)
+    assert device["spectrogram"].points == BANDS_WITH_VALUES * raw_minutes
+    hours = _count(schema_db, "SELECT count(*) FROM indices_hourly WHERE device = %s", first)
+    assert device["indices"].points == 8 * hours
+    assert device["class-levels"].points == 10
+
+    health = drawn["health"].charts
+    assert list(health) == ["gaps"]
+    assert health["gaps"].points == 2  # one cause, two devices
+
+    for name, page in drawn.items():
+        for chart in page.charts.values():
+            assert chart.bytes < 1_000_000, f"{name} {chart.key}: {chart.bytes} bytes"
