@@ -109,7 +109,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per query")
     parser.add_argument("--pg", default=DEFAULT_PG, help="admin DSN (SOUNDSCAPE_BENCH_PG)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument(
+        "--pages",
+        action="store_true",
+        help="instead: every page in Chromium with --devices (default 20) and --days of "
+        "rollups (benchmarks/dashboard_pages.py)",
+    )
+    parser.add_argument(
+        "--baseline-root", help="--pages: also time the dashboard of this other checkout"
+    )
     args = parser.parse_args(argv)
+    if args.pages:
+        from benchmarks import dashboard_pages
+
+        devices = args.devices if args.devices != 1 else 20
+        return dashboard_pages.run(args.pg, devices, args.days, args.baseline_root)
 
     name = f"bench_dashboard_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(args.pg, autocommit=True) as admin:

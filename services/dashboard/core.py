@@ -17,6 +17,7 @@ PRESETS: Final[dict[str, timedelta]] = {
     "Last hour": timedelta(hours=1),
     "Last day": timedelta(days=1),
     "Last week": timedelta(weeks=1),
+    "Last 30 days": timedelta(days=30),
 }
 CUSTOM: Final = "Custom"
 

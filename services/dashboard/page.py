@@ -34,8 +34,12 @@ log = logging.getLogger("services.dashboard.page")
 
 
 def pick_range(now: datetime) -> core.TimeRange | None:
-    """Sidebar: the time range to show (None when the custom range is invalid)."""
-    choice = st.sidebar.radio("Time range", [*core.PRESETS, core.CUSTOM], index=1, key="range")
+    """Sidebar: the time range to show (None when the custom range is invalid); a preset
+    starts at the URL's `range` (e.g. ?range=Last week), else "Last day"."""
+    names = [*core.PRESETS, core.CUSTOM]
+    wanted = st.query_params.get("range")
+    index = names.index(wanted) if wanted in core.PRESETS else 1
+    choice = st.sidebar.radio("Time range", names, index=index, key="range")
     if choice != core.CUSTOM:
         return core.preset_range(choice, now)
     hour = now.replace(minute=0, second=0, microsecond=0, tzinfo=None)

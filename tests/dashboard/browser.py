@@ -72,13 +72,16 @@ class Drawn:
 
 
 @contextmanager
-def dashboard(dsn: str, port: int, extra_env: dict[str, str] | None = None) -> Iterator[str]:
-    """`soundscape dashboard` on `dsn` at 127.0.0.1:`port`, until the block ends; its URL."""
-    env = dict(os.environ, SOUNDSCAPE_DASHBOARD_DATABASE_URL=dsn, **(extra_env or {}))
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+def dashboard(dsn: str, port: int, root: str | None = None) -> Iterator[str]:
+    """`soundscape dashboard` of the checkout at `root` (default this one) on `dsn` at
+    127.0.0.1:`port`, until the block ends; its URL."""
+    env = dict(os.environ, SOUNDSCAPE_DASHBOARD_DATABASE_URL=dsn)
+    root = root or str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root
     cmd = [sys.executable, "-m", "services.cli", "dashboard", "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
