@@ -1,6 +1,6 @@
 """Pure: the demo's sound scenes, generated in memory (no recording of anybody, no file).
 
-Each part is made to be recognised by the shipped model (YAMNet): docs/dashboard.md#the-demo
+Each part is made to be recognised by the shipped model (YAMNet): docs/demo.md
 lists what YAMNet says about every part, measured with `python -m services.demo_audio`.
 
 - traffic: passing vehicles, each an engine (firing frequency with its harmonics) plus tyre

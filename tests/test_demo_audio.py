@@ -73,7 +73,7 @@ def test_the_demo_registry_places_every_device_and_names_the_silent_one() -> Non
 @pytest.mark.slow
 def test_yamnet_names_every_part_plausibly() -> None:
     """The model the stack falls back to recognises each generated sound (mean score over
-    eight 1 s windows; the figures are in docs/dashboard.md)."""
+    eight 1 s windows; the figures are in docs/demo.md)."""
     from services.inference.backends.yamnet import YamNet
     from services.inference.settings import default_yamnet_dir
     from services.inference.yamnet_fetch import fetch
