@@ -27,10 +27,13 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from pydantic import ValidationError
 
 from services import localservers
 from services.demo_fleet import write_registry
 from services.health import fetch_status, verdict
+from shared.devices import DeviceRegistry
+from shared.errors import ConfigError
 from shared.settings import MqttSettings
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -138,6 +141,16 @@ def microphone_present() -> bool:
     return "card " in out
 
 
+def default_device_id(registry: Path) -> str:
+    """The microphone's id when none is given: the only device of `registry`, else 'demo'."""
+    try:
+        devices = list(DeviceRegistry.load(registry).devices) if registry.exists() else []
+    except (ConfigError, ValidationError) as exc:
+        print(f"stack: cannot read {registry}: {exc}")
+        devices = []
+    return devices[0] if len(devices) == 1 else "demo"
+
+
 def build_children(args: argparse.Namespace, demo_registry: Path | None) -> list[Child]:
     """The service processes to start: with `demo_registry`, the demo fleet in place of
     capture."""
@@ -183,7 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         help="where own servers, the spool and the demo registry live (default .run)",
     )
     parser.add_argument(
-        "--device-id", default=os.environ.get("SOUNDSCAPE_CAPTURE_DEVICE_ID", "demo")
+        "--device-id",
+        default=os.environ.get("SOUNDSCAPE_CAPTURE_DEVICE_ID"),
+        help="the microphone's device id (default: the one device of config/devices.toml, "
+        "so that it reports with the registry's location; else 'demo')",
     )
     parser.add_argument(
         "--source",
@@ -211,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    if args.device_id is None:
+        args.device_id = default_device_id(Path("config/devices.toml"))
     workdir: Path = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     settings = MqttSettings()

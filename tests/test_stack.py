@@ -138,3 +138,15 @@ def _wait_for(dsn: str, query: str, timeout: float) -> Any:
                     return row[0]
             time.sleep(0.5)
     raise AssertionError(f"nothing from {query!r} within {timeout} s")
+
+
+def test_the_microphone_takes_the_id_of_the_registry_s_only_device(tmp_path: Path) -> None:
+    """So that it reports with the registry's location, not as an unplaced `demo` beside a
+    registry device that never reports."""
+    one = tmp_path / "one.toml"
+    one.write_text('[[device]]\nid = "yor"\nlatitude = 53.9\nlongitude = -1.08\n')
+    two = tmp_path / "two.toml"
+    two.write_text('[[device]]\nid = "a"\n\n[[device]]\nid = "b"\n')
+    assert stack.default_device_id(one) == "yor"
+    assert stack.default_device_id(two) == "demo"
+    assert stack.default_device_id(tmp_path / "none.toml") == "demo"
