@@ -1,4 +1,5 @@
-"""Plotly figures from query results. Pure: a DataFrame in, a Figure out, no I/O.
+"""Plotly figures shared by the pages (the rest are in `figures`). Pure: a DataFrame in, a
+Figure out, no I/O.
 
 An empty frame gives an empty figure with a 'no data' note, never an error.
 """
@@ -6,17 +7,12 @@ An empty frame gives an empty figure with a 'no data' note, never an error.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Final, TypeGuard
+from typing import Final
 
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
-from plotly.subplots import make_subplots
 
-from services.dashboard.core import describe_age, describe_bucket, map_view
-
-#: Colour of each device state on the map.
-STATE_COLOURS: Final = {"online": "#2ca02c", "offline": "#d62728", "never seen": "#7f7f7f"}
 #: Long names of the acoustic indices, for axis titles.
 INDEX_NAMES: Final = {
     "aci": "ACI (complexity)",
@@ -64,85 +60,6 @@ def break_gaps(series: pd.DataFrame, bucket: timedelta, time_col: str = "bucket"
     fillers.index = series.index[holes]
     merged = pd.concat([series.assign(**{time_col: times}), fillers])
     return merged.sort_values(time_col, kind="stable").reset_index(drop=True)
-
-
-def level_figure(levels: pd.DataFrame, bucket: timedelta) -> go.Figure:
-    """Leq (solid) and, where measured, LAeq (dashed) over time, one colour per device."""
-    title = f"Sound level, energetic mean per {describe_bucket(bucket)}"
-    if levels.empty:
-        return _empty(title)
-    fig = go.Figure()
-    for i, (device, rows) in enumerate(levels.groupby("device", sort=True)):
-        rows = break_gaps(rows, bucket)
-        colour = _colour(i)
-        fig.add_trace(
-            go.Scatter(
-                x=rows["bucket"],
-                y=rows["leq_db"],
-                mode="lines+markers",
-                marker={"size": 4},
-                name=f"{device} Leq",
-                legendgroup=str(device),
-                line={"color": colour},
-                customdata=rows[["leq_min_db", "leq_max_db"]].to_numpy(),
-                hovertemplate="%{y:.1f} dB (min %{customdata[0]:.1f}, "
-                "max %{customdata[1]:.1f})<extra>" + f"{device} Leq</extra>",
-                connectgaps=False,
-            )
-        )
-        if _has(rows, "laeq_db"):
-            fig.add_trace(
-                go.Scatter(
-                    x=rows["bucket"],
-                    y=rows["laeq_db"],
-                    mode="lines+markers",
-                    marker={"size": 4},
-                    name=f"{device} LAeq",
-                    legendgroup=str(device),
-                    line={"color": colour, "dash": "dash"},
-                    hovertemplate="%{y:.1f} dB(A)<extra>" + f"{device} LAeq</extra>",
-                    connectgaps=False,
-                )
-            )
-    fig.update_layout(
-        title=title, yaxis_title="dB SPL", hovermode="x unified", legend_title="device"
-    )
-    return fig
-
-
-def summary_figure(summaries: pd.DataFrame, bucket: timedelta) -> go.Figure:
-    """LAeq (solid) with L10 and L90 (dotted) from the level summaries, per device."""
-    title = f"A-weighted statistics per {describe_bucket(bucket)}"
-    if summaries.empty:
-        return _empty(title)
-    fig = go.Figure()
-    for i, (device, rows) in enumerate(summaries.groupby("device", sort=True)):
-        rows = break_gaps(rows, bucket)
-        colour = _colour(i)
-        for column, label, dash in (
-            ("laeq_db", "LAeq", "solid"),
-            ("l10_db", "L10", "dot"),
-            ("l90_db", "L90", "dot"),
-        ):
-            if not _has(rows, column):
-                continue
-            fig.add_trace(
-                go.Scatter(
-                    x=rows["bucket"],
-                    y=rows[column],
-                    mode="lines+markers",
-                    marker={"size": 4},
-                    name=f"{device} {label}",
-                    legendgroup=str(device),
-                    line={"color": colour, "dash": dash},
-                    hovertemplate="%{y:.1f} dB(A)<extra>" + f"{device} {label}</extra>",
-                    connectgaps=False,
-                )
-            )
-    fig.update_layout(
-        title=title, yaxis_title="dB(A)", hovermode="x unified", legend_title="device"
-    )
-    return fig
 
 
 def top_classes_figure(classes: pd.DataFrame) -> go.Figure:
@@ -202,100 +119,3 @@ def gaps_figure(by_cause: pd.DataFrame) -> go.Figure:
         margin={"l": 10},
     )
     return fig
-
-
-def indices_figure(indices: pd.DataFrame, bucket: timedelta) -> go.Figure:
-    """One small chart per acoustic index that has values, one line per device."""
-    title = f"Acoustic indices, mean per {describe_bucket(bucket)}"
-    present = [c for c in INDEX_NAMES if _has(indices, c)]
-    if indices.empty or not present:
-        return _empty(title)
-    fig = make_subplots(
-        rows=len(present),
-        cols=1,
-        shared_xaxes=True,
-        vertical_spacing=0.03,
-        subplot_titles=[INDEX_NAMES[c] for c in present],
-    )
-    for i, (device, rows) in enumerate(indices.groupby("device", sort=True)):
-        rows = break_gaps(rows, bucket)
-        for r, column in enumerate(present, start=1):
-            fig.add_trace(
-                go.Scatter(
-                    x=rows["bucket"],
-                    y=rows[column],
-                    mode="lines+markers",
-                    marker={"size": 4},
-                    name=str(device),
-                    legendgroup=str(device),
-                    showlegend=r == 1,
-                    line={"color": _colour(i)},
-                    connectgaps=False,
-                ),
-                row=r,
-                col=1,
-            )
-    fig.update_layout(title=title, height=160 * len(present) + 120, legend_title="device")
-    return fig
-
-
-def device_map(overview: pd.DataFrame) -> go.Figure | None:
-    """Devices with coordinates on an OpenStreetMap map, coloured by state; None if none has.
-
-    Expects the overview with states (`core.with_states`). The tiles load in the browser,
-    which needs internet access; the data does not.
-    """
-    if overview.empty or not {"latitude", "longitude"} <= set(overview.columns):
-        return None
-    placed = overview[overview["latitude"].notna() & overview["longitude"].notna()]
-    if placed.empty:
-        return None
-    fig = go.Figure()
-    for state, colour in STATE_COLOURS.items():
-        rows = placed[placed["state"] == state]
-        if rows.empty:
-            continue
-        fig.add_trace(
-            go.Scattermap(
-                lat=rows["latitude"].astype(float),
-                lon=rows["longitude"].astype(float),
-                mode="markers+text",
-                marker={"size": 16, "color": colour},
-                text=rows["device"],
-                textposition="top right",
-                name=state,
-                hovertext=[_hover(row) for row in rows.to_dict("records")],
-                hoverinfo="text",
-            )
-        )
-    lat, lon, zoom = map_view(
-        placed["latitude"].astype(float).tolist(), placed["longitude"].astype(float).tolist()
-    )
-    fig.update_layout(
-        map={"style": "open-street-map", "center": {"lat": lat, "lon": lon}, "zoom": zoom},
-        margin={"l": 0, "r": 0, "t": 0, "b": 0},
-        height=420,
-        legend={"title": "state", "x": 0.01, "y": 0.99},
-    )
-    return fig
-
-
-def _hover(row: dict[str, Any]) -> str:
-    name = row.get("name") or ""
-    lines = [f"<b>{row['device']}</b> {name}".strip(), f"{row['state']}, {_seen(row)}"]
-    if _number(row.get("leq_db")):
-        lines.append(f"Leq {row['leq_db']:.1f} dB SPL")
-    if _number(row.get("laeq_db")):
-        lines.append(f"LAeq {row['laeq_db']:.1f} dB(A)")
-    return "<br>".join(lines)
-
-
-def _seen(row: dict[str, Any]) -> str:
-    age = row.get("age_s")
-    if not _number(age):
-        return "never seen"
-    return f"last seen {describe_age(float(age))}"
-
-
-def _number(value: Any) -> TypeGuard[float]:
-    return isinstance(value, int | float) and not pd.isna(value)

@@ -10,7 +10,7 @@ Habits every figure keeps, so that sparse data reads well:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -21,7 +21,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from services.dashboard.charts import INDEX_NAMES, break_gaps
-from services.dashboard.core import describe_age, describe_bucket
+from services.dashboard.core import describe_age, describe_bucket, map_view
 
 _PALETTE: Final[tuple[str, ...]] = tuple(qualitative.Dark24)
 #: Marker symbol of each device state on the map.
@@ -135,8 +135,8 @@ def fleet_map(overview: pd.DataFrame, tiles: str | None = None) -> go.Figure | N
         title="Devices (colour: newest LAeq)",
     )
     if tiles:
-        centre = {"lat": float(lats.mean()), "lon": float(lons.mean())}
-        fig.update_layout(map={"style": tiles, "center": centre, "zoom": 13})
+        lat, lon, zoom = map_view(lats.tolist(), lons.tolist())
+        fig.update_layout(map={"style": tiles, "center": {"lat": lat, "lon": lon}, "zoom": zoom})
         return fig
     pad = max(0.002, 0.15 * max(lats.max() - lats.min(), lons.max() - lons.min()))
     ratio = 1 / max(math.cos(math.radians(float(lats.mean()))), 0.05)
@@ -333,8 +333,3 @@ def class_levels_figure(levels: pd.DataFrame, note: str = "") -> go.Figure:
     fig.update_xaxes(title_text="class (seconds heard)")
     value_axis(fig, [*rows["p05"], *rows["p95"]], "LAeq dB(A)")
     return fig
-
-
-def status_ages(statuses: Sequence[dict[str, Any]]) -> list[str]:
-    """'12 s ago' for each status row's `age_s`."""
-    return [describe_age(float(s["age_s"])) for s in statuses]
