@@ -106,9 +106,16 @@ def dashboard(dsn: str, port: int, root: str | None = None) -> Iterator[str]:
 
 def draw(page: Any, url: str, shot: Path | None = None, timeout_s: float = 60) -> Drawn:
     """Open `url` in the Playwright `page`, wait for its last chart, read the charts."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     began = time.perf_counter()
     page.goto(url)
-    page.wait_for_function(CHARTS_DRAWN, timeout=timeout_s * 1000, polling=50)
+    try:
+        page.wait_for_function(CHARTS_DRAWN, timeout=timeout_s * 1000, polling=50)
+    except PlaywrightTimeout:
+        if shot is not None:
+            page.screenshot(path=str(shot), full_page=True)
+        raise AssertionError(f"{url}: not drawn within {timeout_s:g} s (see {shot})") from None
     seconds = time.perf_counter() - began
     charts = {
         c["key"]: Chart(c["key"], [(t["name"], t["points"]) for t in c["traces"]], c["bytes"])
