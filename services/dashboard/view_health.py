@@ -146,6 +146,11 @@ def show(page: Page) -> None:
             span = page.span
             by_cause = page.query(queries.gaps_by_cause, page.known, span.start, span.end)
             chart("gaps", charts.gaps_figure(by_cause), by_cause)
+            found = page.query(
+                queries.gaps, page.known, span.start, span.end, page.settings.events_limit
+            )
+            if not found.empty:
+                table("gap-rows", found)
     show_broker(page)
     with section("Syncs"):
         st.subheader("Latest syncs (ingest batches stored)")

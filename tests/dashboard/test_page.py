@@ -173,6 +173,8 @@ def test_health_page_lists_every_device_with_its_pipeline(
     assert health.loc["dev-02", "inference_ms"] == pytest.approx(40)
     assert health.loc["dev-02", "behind_s"] == pytest.approx(0)
     assert health.loc["dev-02", "classified_pct"] == pytest.approx(100)
+    gaps = app.dataframe[1].value
+    assert sorted(gaps["device"]) == ["dev-01", "dev-02"]
     syncs = app.dataframe[-1].value
     assert len(syncs) == 2
     assert "SOUNDSCAPE_DASHBOARD_BROKER_STATUS" in texts(app.caption)
