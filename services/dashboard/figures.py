@@ -28,6 +28,8 @@ _PALETTE: Final[tuple[str, ...]] = tuple(qualitative.Dark24)
 STATE_SYMBOLS: Final = {"online": "circle", "offline": "square", "never seen": "x"}
 NEVER_SEEN_COLOUR: Final = "#9e9e9e"
 LEVEL_SCALE: Final = "YlOrRd"
+#: Most points of a line drawn with markers.
+MARKERS_UP_TO: Final = 200
 
 
 def device_colours(devices: Iterable[str]) -> dict[str, str]:
@@ -58,6 +60,12 @@ def value_axis(fig: go.Figure, values: Iterable[Any], unit: str, pad: float = 3.
         margin = max(pad, 0.08 * (hi - lo))
         fig.update_yaxes(range=[lo - margin, hi + margin], **where)
     fig.update_yaxes(title_text=unit, **where)
+
+
+def line_mode(n: int) -> str:
+    """Markers on a sparse line (a lone bucket is visible), none on a dense one (thousands of
+    SVG markers are what makes a browser slow to draw a chart)."""
+    return "lines+markers" if n <= MARKERS_UP_TO else "lines"
 
 
 def points(fig: go.Figure) -> int:
@@ -178,7 +186,7 @@ def fleet_levels(levels: pd.DataFrame, colours: dict[str, str], bucket: timedelt
             go.Scatter(
                 x=rows["bucket"],
                 y=y,
-                mode="lines+markers",
+                mode=line_mode(len(rows)),
                 marker={"size": 4},
                 name=str(device),
                 line={"color": colours.get(str(device))},
@@ -213,7 +221,7 @@ def level_timeline(levels: pd.DataFrame, summaries: pd.DataFrame, colour: str,
                        opacity=0.3, connectgaps=False)
         )  # fmt: skip
         fig.add_trace(
-            go.Scatter(x=rows["bucket"], y=rows["lamax_db"], mode="lines+markers",
+            go.Scatter(x=rows["bucket"], y=rows["lamax_db"], mode=line_mode(len(rows)),
                        name="LAFmax", marker={"size": 3},
                        line={"dash": "dot", "color": "#444"}, connectgaps=False)
         )  # fmt: skip
@@ -223,7 +231,7 @@ def level_timeline(levels: pd.DataFrame, summaries: pd.DataFrame, colour: str,
         has_a = rows["laeq_db"].notna().any()
         y = rows["laeq_db"] if has_a else rows["leq_db"]
         fig.add_trace(
-            go.Scatter(x=rows["bucket"], y=y, mode="lines+markers", marker={"size": 4},
+            go.Scatter(x=rows["bucket"], y=y, mode=line_mode(len(rows)), marker={"size": 4},
                        name="LAeq" if has_a else "Leq (no LAeq)",
                        line={"color": colour, "width": 2}, connectgaps=False)
         )  # fmt: skip
@@ -296,7 +304,7 @@ def indices_figure(indices: pd.DataFrame, colour: str, bucket: timedelta,
     rows = break_gaps(indices, bucket)
     for r, column in enumerate(present, start=1):
         fig.add_trace(
-            go.Scatter(x=rows["bucket"], y=rows[column], mode="lines+markers",
+            go.Scatter(x=rows["bucket"], y=rows[column], mode=line_mode(len(rows)),
                        marker={"size": 5}, line={"color": colour}, name=INDEX_NAMES[column],
                        showlegend=False, connectgaps=False),
             row=r, col=1,

@@ -31,7 +31,7 @@ def artefacts(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    """A headless Chromium page (1280 x 3200, so a screenshot holds the whole page)."""
+    """A headless Chromium page (1280 x 4400, so a screenshot holds the whole page)."""
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (scripts/bootstrap.sh)")
     from playwright.sync_api import sync_playwright
@@ -39,7 +39,7 @@ def browser() -> Iterator[Any]:
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         try:
-            yield chromium.new_page(viewport={"width": 1280, "height": 3200})
+            yield chromium.new_page(viewport={"width": 1280, "height": 4400})
         finally:
             chromium.close()
 
