@@ -197,11 +197,6 @@ def pcm16(samples: np.ndarray) -> bytes:
     return np.clip(np.round(samples * 32767.0), -32768, 32767).astype("<i2").tobytes()
 
 
-def street_scene(seconds: int = 30, seed: int = 1) -> np.ndarray:
-    """The street scene (kept for callers of the old single-scene demo)."""
-    return scene("street", float(seconds), seed)
-
-
 def _report() -> None:  # pragma: no cover - a developer's tool, its output is in the docs
     """Print YAMNet's top classes for each part and each scene, per second."""
     from services.inference.backends.yamnet import YamNet
