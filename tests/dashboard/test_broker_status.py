@@ -17,21 +17,21 @@ from tests.dashboard.fleet import seed_fleet
 pytestmark = pytest.mark.integration
 
 
-def _retain(settings: MqttSettings, node: str, payload: bytes) -> None:
-    topic = Status.topic_for(settings.topic_prefix, node)
-    publish.single(topic, payload, qos=1, retain=True, hostname="127.0.0.1",
-                   port=settings.port)  # fmt: skip
-
-
 def _statuses(settings: MqttSettings) -> None:
     now = time.time()
     ingest = Status(device="stack-ingest", service="ingest", state="online", time=now,
                     counters={"spool_depth": 42, "spooled": 1000})  # fmt: skip
     capture = Status(device="dev-01", service="capture", state="degraded", time=now - 30,
                      detail="lost samples", counters={"gaps": 2, "outbox_dropped": 5})  # fmt: skip
-    _retain(settings, "stack-ingest", ingest.encode())
-    _retain(settings, "dev-01", capture.encode())
-    _retain(settings, "garbage", b"\xc1 not msgpack")
+    messages = [
+        (Status.topic_for(settings.topic_prefix, node), payload, 1, True)
+        for node, payload in (
+            ("stack-ingest", ingest.encode()),
+            ("dev-01", capture.encode()),
+            ("garbage", b"\xc1 not msgpack"),
+        )
+    ]
+    publish.multiple(messages, hostname="127.0.0.1", port=settings.port)
 
 
 def test_every_retained_status_is_read_and_a_bad_one_counted(
@@ -61,7 +61,7 @@ def test_health_page_shows_spool_depth_and_drops(
     assert not app.exception and not app.error
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Ingest spool depth"] == "stack-ingest: 42"
-    statuses = next(d.value for d in app.dataframe if "node" in d.value.columns)
+    statuses = next(d.value for d in app.dataframe if "service" in d.value.columns)
     row = statuses.set_index("node").loc["dev-01"]
     assert (row["state"], row["gaps"], row["outbox_dropped"]) == ("degraded", 2, 5)
     assert "1 status message(s) could not be decoded" in "\n".join(w.value for w in app.warning)
