@@ -23,7 +23,7 @@ def _statuses(settings: MqttSettings) -> None:
                     counters={"spool_depth": 42, "spooled": 1000})  # fmt: skip
     capture = Status(device="dev-01", service="capture", state="degraded", time=now - 30,
                      detail="lost samples", counters={"gaps": 2, "outbox_dropped": 5})  # fmt: skip
-    messages = [
+    messages: publish.MessagesList = [
         (Status.topic_for(settings.topic_prefix, node), payload, 1, True)
         for node, payload in (
             ("stack-ingest", ingest.encode()),
