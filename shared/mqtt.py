@@ -74,10 +74,12 @@ class Subscription:
 
 class _Client(aiomqtt.Client):
     """aiomqtt's client, remembering the receive maximum the broker's CONNACK names (aiomqtt
-    and paho drop it; sending more unacknowledged QoS 1 messages is a protocol error that
-    brokers other than Mosquitto answer by disconnecting)."""
+    and paho drop it; MQTT 5 has a broker disconnect a client with more unacknowledged QoS 1
+    messages), and telling of PUBACKs that refuse a message (aiomqtt's publish returns as if
+    it were accepted)."""
 
     receive_maximum: int = NO_RECEIVE_MAXIMUM
+    on_refused: Callable[[ReasonCode], None] | None = None
 
     def _on_connect(
         self,
@@ -91,6 +93,18 @@ class _Client(aiomqtt.Client):
         if isinstance(value, int) and value > 0:
             self.receive_maximum = value
         super()._on_connect(client, userdata, flags, reason_code, properties)
+
+    def _on_publish(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        if self.on_refused is not None and reason_code.is_failure:
+            self.on_refused(reason_code)
+        super()._on_publish(client, userdata, mid, reason_code, properties)
 
 
 def backoff_delays(lo: float, hi: float) -> Iterator[float]:
@@ -363,6 +377,7 @@ class MqttBus:
         # A full window is expected, not "a concerning number of pending calls" to warn about
         # (statuses and subscriptions may wait beside it).
         client.pending_calls_threshold = max(client.pending_calls_threshold, self.window + 10)
+        client.on_refused = self._refused
         lanes: list[Lane] = [self._memory]
         if self._durable is not None:
             lanes.append(self._durable)
@@ -407,6 +422,18 @@ class MqttBus:
                 task.cancel()
             for lane in lanes:
                 lane.rewind()
+
+    def _refused(self, reason: ReasonCode) -> None:
+        # Not sent again: a refusal (not authorized, too large for the broker) would repeat.
+        self.stats["publish_refused"] += 1
+        n = self.stats["publish_refused"]
+        if n == 1 or n % DROP_LOG_EVERY == 0:
+            log.warning(
+                "%s: the broker refused a message (%s); %d refused so far",
+                self.service,
+                reason,
+                n,
+            )
 
     @staticmethod
     async def _publish(

@@ -225,3 +225,29 @@ async def test_a_broken_link_mid_window_loses_and_reorders_nothing(
     with capsys.disabled():
         print(f"\n{fault} durable={durable}: {in_flight} in flight, {repeats} repeats")
     await asyncio.to_thread(clear_statuses, mqtt_settings.port, via.topic_prefix, ["pub-writer"])
+
+
+@pytest.mark.integration
+async def test_a_message_the_broker_refuses_is_counted(
+    tmp_path: Path, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    acl = tmp_path / "acl"
+    acl.write_text(f"topic readwrite {prefix}/pub-a/#\ntopic readwrite {prefix}/pub-writer/#\n")
+    broker = servers.start_mosquitto(tmp_path / "b", f"acl_file {acl}")
+    try:
+        settings = MqttSettings(port=broker.port, topic_prefix=prefix)
+        got: list[tuple[str, int]] = []
+        arrived = asyncio.Event()
+        writer = MqttBus(settings, "pub-writer", "test")
+        async with reader(settings, got, arrived, 2), running(writer):
+            writer.publish(labels("pub-a", 0))
+            writer.publish(labels("pub-x", 0))  # a topic this client may not write
+            writer.publish(labels("pub-a", 1))
+            async with asyncio.timeout(10):
+                await arrived.wait()
+            assert await writer.drained(5)
+        assert got == [("pub-a", 0), ("pub-a", 1)]
+        assert writer.stats["publish_refused"] == 1
+        assert "refused" in caplog.text
+    finally:
+        broker.stop()
