@@ -119,7 +119,8 @@ class InferenceSettings(BaseSettings):
         1.0,
         ge=0.5,
         le=1.5,
-        description="BirdNET's sigmoid sensitivity: higher gives higher scores to weak calls",
+        description="BirdNET's sensitivity: higher flattens its sigmoid (slope 2 - value), "
+        "so weak calls score higher and more pass the minimum confidence",
     )
     birdnet_min_confidence: float = Field(
         0.25,

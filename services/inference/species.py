@@ -2,8 +2,10 @@
 
 No I/O here: the BirdNET backend (`backends/birdnet.py`) runs the models and calls these.
 
-- `flat_sigmoid` is BirdNET's score: 1 / (1 + exp(-sensitivity * clip(logit, -20, 20))),
-  `sensitivity` 0.5..1.5 (BirdNET-Analyzer's `--sensitivity`, default 1).
+- `flat_sigmoid` is BirdNET's score: 1 / (1 + exp(-slope * clip(logit, -20, 20))) with
+  slope = 2 - sensitivity, `sensitivity` 0.5..1.5 (BirdNET-Analyzer's `--sensitivity`,
+  default 1): a higher sensitivity flattens the sigmoid, so weak calls (negative logits)
+  score higher and more of them pass the minimum confidence.
 - `week_of` is BirdNET's week of the year: 48 weeks, four per month (days 1-7, 8-14, 15-21,
   22-end), the calendar its metadata model was trained on.
 - `expected` keeps the species whose metadata-model occurrence score at the device's
@@ -27,9 +29,10 @@ YEAR_ROUND = -1
 
 
 def flat_sigmoid(logits: np.ndarray, sensitivity: float = 1.0) -> np.ndarray:
-    """BirdNET's sigmoid of its logits, float32."""
+    """BirdNET's sigmoid of its logits with its sensitivity setting, float32."""
+    slope = min(1.5, max(0.5, 2.0 - sensitivity))
     x = np.clip(np.asarray(logits, dtype=np.float64), -20.0, 20.0)
-    return (1.0 / (1.0 + np.exp(-sensitivity * x))).astype(np.float32)
+    return (1.0 / (1.0 + np.exp(-slope * x))).astype(np.float32)
 
 
 def week_of(t: float) -> int:

@@ -96,7 +96,7 @@ def test_migrations_create_the_contract_tables_once(database: str) -> None:
         ):
             columns.setdefault(table, set()).add(column)
         versions = conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
-    assert versions == [(1,), (2,), (3,), (4,), (5,)]
+    assert versions == [(m.version,) for m in db.migrations()]
     for table, wanted in CONTRACT.items():
         assert set(wanted.split()) <= columns[table], table
     for table in TABLES.values():
@@ -122,7 +122,7 @@ def test_concurrent_migrations_serialise_on_the_advisory_lock(database: str) -> 
     for t in threads:
         t.join()
     assert not errors
-    assert sorted(len(r) for r in results) == [0, 0, 0, 5]
+    assert sorted(len(r) for r in results) == [0, 0, 0, len(db.migrations())]
 
 
 def test_a_sync_stores_every_kind_with_one_sync_id_and_empties_the_spool(
