@@ -89,9 +89,7 @@ async def test_species_go_from_audio_to_postgresql_once(
         await asyncio.to_thread(ingest.link.connected.wait, 10)
         for seq in range(6):
             sensor.publish(chunk("yor", seq, audio[seq * RATE : (seq + 1) * RATE], RATE))
-        await asyncio.to_thread(
-            wait_for, "species stored", lambda: _stored(database) > 0, 30.0
-        )
+        await asyncio.to_thread(wait_for, "species stored", lambda: _stored(database) > 0, 30.0)
         assert len(heard) == 1  # the silent window published nothing
         sensor.publish(heard[0])  # delivered twice: stored once
         await asyncio.sleep(1.0)
