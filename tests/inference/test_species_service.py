@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -34,8 +35,8 @@ REGISTRY = '[[device]]\nid = "yor"\nlatitude = 53.959\nlongitude = -1.081\n'
 
 
 @contextlib.asynccontextmanager
-async def tasks(*coros: object) -> AsyncIterator[None]:
-    running = [asyncio.create_task(c) for c in coros]  # type: ignore[arg-type]
+async def tasks(*coros: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    running = [asyncio.create_task(c) for c in coros]
     try:
         yield
     finally:
@@ -104,7 +105,7 @@ async def test_species_go_from_audio_to_postgresql_once(
     assert [r[0] for r in stored] == [d.scientific_name for d in result.detections]
     assert ("Parus major", "Great Tit") in [(r[0], r[1]) for r in stored]
     assert [r[3] for r in stored] == list(range(1, len(stored) + 1))
-    assert float(stored[0][4]) == pytest.approx(result.start) and stored[0][5] == 3.0
+    assert float(str(stored[0][4])) == pytest.approx(result.start) and stored[0][5] == 3.0
     assert stored[0][2] == pytest.approx(result.detections[0].score, rel=1e-6)
 
 
