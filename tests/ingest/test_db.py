@@ -81,13 +81,16 @@ def _close_syncers() -> Iterator[None]:
 
 def test_migrations_create_the_contract_tables_once(database: str) -> None:
     with psycopg.connect(database, autocommit=True) as conn:
-        assert db.migrate(conn) == [
+        applied = db.migrate(conn)
+        assert applied[:5] == [
             "0001_schema",
             "0002_timescale",
             "0003_indices_coverage",
             "0004_gap_reports",
             "0005_compact_partitions",
         ]
+        assert "0007_species" in applied
+        assert applied == [f"{m.version:04d}_{m.name}" for m in db.migrations()]
         assert db.migrate(conn) == []
         columns: dict[str, set[str]] = {}
         for table, column in conn.execute(
