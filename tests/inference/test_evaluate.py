@@ -125,3 +125,17 @@ def test_metrics_against_hand_computed_values() -> None:
     b = np.array([[0.8, 0.0, 0.3], [0.1, 0.2, 0.9]])
     agree = metrics.agreement(a, labels, b, labels)
     assert (agree.windows, agree.top1, agree.top5_overlap) == (2, 0.5, 1.0)
+
+
+def test_compare_padded_and_true_length_ast(
+    folder: Path, tiny_ast: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The comparison the fast AST path needs, here on the tiny random AST: it runs and
+    reports an agreement; with the real weights it says what the fast path costs."""
+    argv = ["evaluate", str(folder), "--compare", "transformers:pad", "transformers:window"]
+    assert cli([*argv, "--model", str(tiny_ast), "--window", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    found = re.search(r"top-1 agreement ([\d.]+)%\n  top-5 overlap   ([\d.]+)%", out)
+    assert found is not None, out
+    assert 0 <= float(found[1]) <= 100 and 0 <= float(found[2]) <= 100
+    assert "@98f-start" in out  # the true-length model id
