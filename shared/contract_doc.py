@@ -23,6 +23,7 @@ from shared.messages import (
     LevelsSummary,
     Message,
     NoiseEvent,
+    SpeciesResult,
     Status,
 )
 
@@ -33,6 +34,7 @@ MESSAGES: list[type[Message]] = [
     LevelsSummary,
     IndicesResult,
     NoiseEvent,
+    SpeciesResult,
     GapReport,
     Status,
 ]

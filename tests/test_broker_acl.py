@@ -59,7 +59,15 @@ def test_rendered_acl_names_only_its_prefix(tmp_path: Path) -> None:
         line.split()[-1] for line in text.splitlines() if line.startswith(("topic", "pattern"))
     ]
     assert topics and all(
-        t.startswith(("city-7/noise/", "$share/inference/city-7/noise/", "$SYS/")) for t in topics
+        t.startswith(
+            (
+                "city-7/noise/",
+                "$share/inference/city-7/noise/",
+                "$share/birdnet/city-7/noise/",
+                "$SYS/",
+            )
+        )
+        for t in topics
     )
     assert "soundscape/" not in text.replace("soundscape init", "")
 

@@ -21,13 +21,14 @@ import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import soxr
 
 from shared.continuity import Lost, Streams
 from shared.contracts import Classifier
-from shared.messages import AudioChunk, LabelScore, LabelsResult
+from shared.messages import AudioChunk, LabelScore, LabelsResult, Message
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +261,18 @@ def speech_present(scores: np.ndarray, indices: Sequence[int], threshold: float)
     if not indices:
         return None
     return bool(np.max(np.asarray(scores)[list(indices)]) >= threshold)
+
+
+@runtime_checkable
+class ResultsBackend(Protocol):
+    """A backend that makes its own result messages from windows (BirdNET's species), instead
+    of the `LabelsResult`s `classify` makes from a `Classifier`'s scores."""
+
+    model_id: str
+
+    def results(self, windows: Sequence[Window]) -> Sequence[Message]:
+        """The results of a batch of windows (maybe fewer than the windows, maybe none)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

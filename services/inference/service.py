@@ -18,11 +18,13 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from services.inference.core import (
     LabelOptions,
+    ResultsBackend,
     Window,
     WindowAssembler,
     WindowQueue,
@@ -34,7 +36,7 @@ from services.inference.settings import InferenceSettings
 from shared.continuity import GapCollector, Lost
 from shared.contracts import Classifier, Publisher
 from shared.errors import MessageError
-from shared.messages import AudioChunk, GapCause, GapReport
+from shared.messages import AudioChunk, GapCause, GapReport, Message
 from shared.mqtt import Incoming, MqttBus, Subscription
 from shared.outbox import Outbox
 from shared.settings import MqttSettings
@@ -96,7 +98,13 @@ class InferenceService:
             speech_indices=tuple(speech_indices(classifier.labels, settings.speech_labels)),
             speech_threshold=settings.speech_threshold,
         )
-        if not self.options.speech_indices:
+        #: Batch -> results: the backend's own (species), or labels from its scores.
+        self._results: Callable[[list[Window]], Sequence[Message]] = (
+            classifier.results
+            if isinstance(classifier, ResultsBackend)
+            else partial(classify, classifier, options=self.options)
+        )
+        if not self.options.speech_indices and not isinstance(classifier, ResultsBackend):
             log.warning(
                 "%s has none of the speech labels: speech_present stays unset",
                 classifier.model_id,
@@ -185,9 +193,7 @@ class InferenceService:
             while True:
                 batch = await self._next_batch()
                 try:
-                    results = await loop.run_in_executor(
-                        self._executor, classify, self.classifier, batch, self.options
-                    )
+                    results = await loop.run_in_executor(self._executor, self._results, batch)
                 except Exception as exc:  # a model failure must not stop the service
                     self._failed(len(batch), exc)
                     self._lost([_window_lost(w, "inference_failed") for w in batch])

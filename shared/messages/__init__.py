@@ -15,6 +15,7 @@ from shared.messages.indices import IndicesResult
 from shared.messages.labels import LabelScore, LabelsResult
 from shared.messages.levels import Calibration, LevelsResult, LevelsSummary
 from shared.messages.results import RESULT_TYPES
+from shared.messages.species import SpeciesResult, SpeciesScore
 from shared.messages.status import Status
 from shared.messages.window import WindowMessage
 
@@ -35,6 +36,8 @@ __all__ = [
     "LevelsSummary",
     "Message",
     "NoiseEvent",
+    "SpeciesResult",
+    "SpeciesScore",
     "Status",
     "WindowMessage",
     "check_id",
