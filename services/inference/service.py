@@ -35,6 +35,7 @@ from shared.continuity import GapCollector, Lost
 from shared.contracts import Classifier, Publisher
 from shared.errors import MessageError
 from shared.messages import AudioChunk, GapCause, GapReport
+from shared.metrics import ServiceMetrics, observe_batch
 from shared.mqtt import Incoming, MqttBus, Subscription
 from shared.outbox import Outbox
 from shared.settings import MqttSettings
@@ -109,6 +110,8 @@ class InferenceService:
         self._last_drop = float("-inf")
         self._last_fail_log = float("-inf")
         self._failing = False
+        self.metrics = ServiceMetrics("inference", settings.node_id)
+        self.metrics.queue("windows", lambda: len(self.queue))
 
     # --- input ------------------------------------------------------------------------------
     async def handle(self, msg: Incoming) -> None:
@@ -184,6 +187,7 @@ class InferenceService:
         try:
             while True:
                 batch = await self._next_batch()
+                began = time.monotonic()
                 try:
                     results = await loop.run_in_executor(
                         self._executor, classify, self.classifier, batch, self.options
@@ -194,6 +198,7 @@ class InferenceService:
                     continue
                 self._succeeded()
                 self.stats["batches"] += 1
+                observe_batch(self.metrics, time.monotonic() - began, results)
                 if self.publisher is not None:
                     with self.publisher.batch():  # one commit to the outbox per batch
                         for result in results:
