@@ -17,6 +17,7 @@ from shared.messages import (
     MAX_PACKET_BYTES,
     AudioChunk,
     GapReport,
+    HomeAssistantState,
     IndicesResult,
     LabelsResult,
     LevelsResult,
@@ -35,6 +36,7 @@ MESSAGES: list[type[Message]] = [
     NoiseEvent,
     GapReport,
     Status,
+    HomeAssistantState,
 ]
 
 
