@@ -49,6 +49,7 @@ class NotifyCore:
     _keys: OrderedDict[tuple[str, float, int], None] = field(default_factory=OrderedDict)
     _state: dict[str, str] = field(default_factory=dict)
     _alerted: dict[str, float] = field(default_factory=dict)  # node -> when its last alert was
+    _unresolved: set[str] = field(default_factory=set)  # alerted, not yet said to be back
 
     def _name(self, device: str) -> str:
         dev = self.registry.get(device)
@@ -94,8 +95,9 @@ class NotifyCore:
             return None
         what = f"{msg.service} on {self._name(node)}"
         if state == "online":
-            if self._alerted.pop(node, None) is None:
+            if node not in self._unresolved:
                 return None
+            self._unresolved.discard(node)
             self.stats["statuses_notified"] += 1
             return Notification(
                 "status", node, f"{what} is online again", "Back to online.", "info"
@@ -105,6 +107,7 @@ class NotifyCore:
             self.stats["statuses_quiet"] += 1
             return None
         self._alerted[node] = msg.time
+        self._unresolved.add(node)
         self.stats["statuses_notified"] += 1
         detail = f": {msg.detail}" if msg.detail else ""
         return Notification(
