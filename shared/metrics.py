@@ -21,7 +21,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+    start_http_server,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pydantic import Field, ValidationError, field_validator
@@ -33,6 +40,9 @@ if TYPE_CHECKING:
     from shared.mqtt import MqttBus
 
 log = logging.getLogger(__name__)
+
+# `_created` series double every histogram's families for a value nobody graphs.
+disable_created_metrics()
 
 #: Status counters that are levels (they go up and down), exposed as gauges.
 LEVEL_COUNTERS: Final = frozenset({"queued", "outbox", "devices", "spool_depth", "pending"})
@@ -181,6 +191,7 @@ class ServiceMetrics:
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self.registry.register(_Collector(self))
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, memory, fds
 
     # --- what is measured -------------------------------------------------------------------
     def status_from(self, status: Callable[[], Status]) -> None:

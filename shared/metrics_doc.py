@@ -20,6 +20,8 @@ use the same port on the internal network; nothing is published on the host. Gen
 The status counters are the ones each service already carries in its retained status (see
 the service pages): `soundscape_status_counter_total{name="chunks"}` is the status counter
 `chunks`, read from the same function when Prometheus scrapes, so the two never disagree.
+Beside these, prometheus-client's standard `process_*` metrics (CPU seconds, resident
+memory, open file descriptors, start time) describe each service's process.
 """
 
 

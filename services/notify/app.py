@@ -36,6 +36,7 @@ class NotifyService:
         self, settings: NotifySettings, mqtt: MqttSettings, registry: DeviceRegistry
     ) -> None:
         self.prefix = mqtt.topic_prefix
+        self.node = settings.node_id
         self.core = NotifyCore(registry, settings.quiet_seconds, settings.events, settings.statuses)
         self.metrics = ServiceMetrics("notify", settings.node_id)
         timing = self.metrics.histogram("soundscape_notify_send_seconds").observe
@@ -74,9 +75,10 @@ class NotifyService:
                     NoiseEvent.from_mqtt(self.prefix, msg.topic, msg.payload, msg.content_type)
                 )
             else:
-                note = self.core.on_status(
-                    Status.from_mqtt(self.prefix, msg.topic, msg.payload, msg.content_type)
-                )
+                status = Status.from_mqtt(self.prefix, msg.topic, msg.payload, msg.content_type)
+                if status.device == self.node:  # its own `offline` on the way out
+                    return
+                note = self.core.on_status(status)
         except MessageError as exc:
             self.rejected += 1
             log.warning("rejected message on %s: %s", msg.topic, exc)
