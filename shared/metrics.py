@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # `_created` series double every histogram's families for a value nobody graphs.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 #: Status counters that are levels (they go up and down), exposed as gauges.
 LEVEL_COUNTERS: Final = frozenset({"queued", "outbox", "devices", "spool_depth", "pending"})
