@@ -317,8 +317,13 @@ class _Collector(Collector):
         )
         if read:
             info.add_metric([owner.service, owner.node], 1.0)
+            status = None
             if owner._status is not None:
-                status = owner._status()
+                try:  # read from the scrape's thread while the service runs
+                    status = owner._status()
+                except Exception as exc:  # a failed read must not fail the whole scrape
+                    log.warning("%s: status unreadable for metrics: %s", owner.service, exc)
+            if status is not None:
                 for name in _STATES:
                     state.add_metric([name], 1.0 if status.state == name else 0.0)
                 for name, value in sorted(status.counters.items()):

@@ -24,13 +24,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.health import fetch_status
 from services.localservers import free_port
 from shared.metrics import FAMILIES
-from shared.metrics_doc import render
 from shared.settings import MqttSettings
 from tests.support.audio import tone, white_noise, write_wav
 from tests.support.servers import process
 from tests.support.webhook import webhook
 
-ROOT = Path(__file__).resolve().parents[1]
 START = datetime(2026, 11, 30, 9, 0, 0, tzinfo=UTC)
 #: Quiet, loud (about 74 dB SPL with the default calibration), quiet; seconds of each.
 SHAPE = (2, 4, 3)
@@ -79,12 +77,6 @@ def wait(check: Callable[[], bool], what: str, limit_s: float = 90.0) -> None:
 def online(settings: MqttSettings, node: str) -> bool:
     status = asyncio.run(fetch_status(settings, node, 1.0))
     return status is not None and status.state == "online"
-
-
-def test_metrics_doc_is_current() -> None:
-    assert (ROOT / "docs" / "metrics.md").read_text() == render(), (
-        "run: python -m shared.metrics_doc > docs/metrics.md"
-    )
 
 
 @pytest.mark.integration
