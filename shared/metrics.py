@@ -45,7 +45,9 @@ log = logging.getLogger(__name__)
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 #: Status counters that are levels (they go up and down), exposed as gauges.
-LEVEL_COUNTERS: Final = frozenset({"queued", "outbox", "devices", "spool_depth", "pending"})
+LEVEL_COUNTERS: Final = frozenset(
+    {"queued", "outbox", "devices", "spool_depth", "pending", "broker_stored", "targets"}
+)
 #: Latency buckets, seconds: a live chunk's results take tens of milliseconds; a replayed or
 #: backlogged one minutes.
 LATENCY_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
