@@ -120,7 +120,7 @@ FAMILIES: Final[dict[str, Family]] = {
             "soundscape_queue_depth",
             "gauge",
             ("queue",),
-            "Items waiting: outbox (every MQTT service), chunks and indices (levels), windows "
+            "Items waiting: outbox (every service but ingest), chunks and indices (levels), windows "
             "(inference), spool and deliveries (ingest), notifications (notify)",
             "all",
         ),
