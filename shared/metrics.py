@@ -120,8 +120,8 @@ FAMILIES: Final[dict[str, Family]] = {
             "soundscape_queue_depth",
             "gauge",
             ("queue",),
-            "Items waiting: outbox (every service but ingest), chunks and indices (levels), windows "
-            "(inference), spool and deliveries (ingest), notifications (notify)",
+            "Items waiting: outbox (every service but ingest), chunks and indices (levels), "
+            "windows (inference), spool and deliveries (ingest), notifications (notify)",
             "all",
         ),
         Family(
