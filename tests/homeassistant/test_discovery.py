@@ -13,7 +13,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from services.homeassistant.app import HomeAssistantService
+from services.homeassistant.app import HomeAssistantService, main
 from services.homeassistant.core import ENTITIES, Discovery, node_id
 from services.homeassistant.settings import HomeAssistantSettings
 from shared.devices import DeviceRegistry
@@ -195,3 +195,11 @@ def test_discovery_off_asks_for_no_configs_and_clears_ours() -> None:
     assert off.stale_config(topic, b"{}") and not on.stale_config(topic, b"{}")
     # Someone else's config under the same discovery prefix is never touched.
     assert not off.stale_config("homeassistant/sensor/zigbee_1/temp/config", b"{}")
+
+
+def test_cli_refuses_bad_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SOUNDSCAPE_HA_DISCOVERY_PREFIX", "home/#")
+    assert main([]) == 2
+    assert "discovery_prefix" in capsys.readouterr().err

@@ -11,10 +11,12 @@ import pytest
 from pydantic import SecretStr
 
 from services.localservers import free_port
-from services.notify.app import NotifyService
+from services.notify.app import NotifyService, main
 from services.notify.core import NotifyCore
+from services.notify.sender import Sender
 from services.notify.settings import NotifySettings
 from shared.devices import DeviceRegistry
+from shared.errors import ConfigError
 from shared.messages import LabelScore, NoiseEvent, Status
 from shared.mqtt import MqttBus
 from shared.settings import MqttSettings
@@ -113,3 +115,13 @@ async def test_delivered_once_and_a_dead_target_changes_nothing_else(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def test_cli_refuses_without_targets_or_with_a_bad_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("SOUNDSCAPE_NOTIFY_URLS", raising=False)
+    assert main([]) == 2
+    assert "SOUNDSCAPE_NOTIFY_URLS" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="target 0"):
+        Sender(["no-such-scheme://x"])
