@@ -10,6 +10,8 @@
     soundscape calibrate ...    derive a microphone's sensitivity from a calibrator recording
     soundscape ingest ...       store results in PostgreSQL
     soundscape dashboard ...    the Streamlit dashboard
+    soundscape homeassistant    Home Assistant MQTT discovery and JSON state topics
+    soundscape notify ...       notifications (Apprise) for noise events and offline devices
     soundscape report ...       noise reports: Lden, Lnight, hourly LAeq per device-day
     soundscape stack ...        run the whole pipeline as local processes
     soundscape health --node N  exit 0 when node N reports online (container health check)
@@ -38,6 +40,8 @@ COMMANDS: dict[str, str] = {
     "calibrate": "services.levels.calibrate",
     "ingest": "services.ingest.app",
     "dashboard": "services.dashboard.app",
+    "homeassistant": "services.homeassistant.app",
+    "notify": "services.notify.app",
     "report": "services.report.app",
     "stack": "services.stack",
     "health": "services.health",

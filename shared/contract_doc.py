@@ -17,6 +17,7 @@ from shared.messages import (
     MAX_PACKET_BYTES,
     AudioChunk,
     GapReport,
+    HomeAssistantState,
     IndicesResult,
     LabelsResult,
     LevelsResult,
@@ -37,6 +38,7 @@ MESSAGES: list[type[Message]] = [
     SpeciesResult,
     GapReport,
     Status,
+    HomeAssistantState,
 ]
 
 

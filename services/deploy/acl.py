@@ -23,7 +23,9 @@ from shared.messages import (
     RESULT_TYPES,
     AudioChunk,
     GapReport,
+    HomeAssistantState,
     LabelsResult,
+    NoiseEvent,
     SpeciesResult,
     Status,
     check_prefix,
@@ -39,6 +41,10 @@ INFERENCE_LEAVES: Final[tuple[str, ...]] = (LabelsResult.LEAF, SpeciesResult.LEA
 LEVELS_LEAVES: Final[tuple[str, ...]] = tuple(
     sorted(leaf for leaf in RESULT_TYPES if leaf not in INFERENCE_LEAVES)
 )
+
+#: Home Assistant's default discovery prefix (HomeAssistantSettings.discovery_prefix); a
+#: deployment that changes it edits these lines of the ACL.
+HA_DISCOVERY: Final = "homeassistant"
 
 #: The shared-subscription group inference workers split audio in (InferenceSettings.share_group).
 SHARE_GROUP: Final = "inference"
@@ -97,9 +103,23 @@ def render_acl(prefix: str) -> str:
         *(f"topic read {p}/+/{leaf}" for leaf in leaves),
         "topic read $SYS/broker/#",
         "",
-        "# reader: read-only result consumers (other tools), never audio.",
+        "# homeassistant: results in; JSON states and Home Assistant discovery configs out.",
+        "user homeassistant",
+        *(f"topic read {p}/+/{leaf}" for leaf in leaves),
+        f"topic readwrite {p}/+/{HomeAssistantState.LEAF}",
+        f"topic readwrite {HA_DISCOVERY}/#",
+        "",
+        "# notify: noise events in (statuses: pattern above); sends through Apprise, not MQTT.",
+        "user notify",
+        f"topic read {p}/+/{NoiseEvent.LEAF}",
+        "",
+        "# reader: read-only result consumers (other tools, Home Assistant), never audio;",
+        "# Home Assistant also reads discovery configs and announces itself (birth, will).",
         "user reader",
         *(f"topic read {p}/+/{leaf}" for leaf in leaves),
+        f"topic read {p}/+/{HomeAssistantState.LEAF}",
+        f"topic read {HA_DISCOVERY}/#",
+        f"topic write {HA_DISCOVERY}/status",
         "",
         "# health: every container's health check; statuses (pattern above) and uptime.",
         "user health",

@@ -58,7 +58,7 @@ async def run(
         settings.hop,
         settings.batch_size,
     )
-    await serve(bus, service.work())
+    await serve(bus, service.work(), metrics=service.metrics)
 
 
 def parser() -> argparse.ArgumentParser:

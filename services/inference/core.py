@@ -28,7 +28,7 @@ import soxr
 
 from shared.continuity import Lost, Streams
 from shared.contracts import Classifier
-from shared.messages import AudioChunk, LabelScore, LabelsResult, Message
+from shared.messages import AudioChunk, LabelScore, LabelsResult, WindowMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +270,7 @@ class ResultsBackend(Protocol):
 
     model_id: str
 
-    def results(self, windows: Sequence[Window]) -> Sequence[Message]:
+    def results(self, windows: Sequence[Window]) -> Sequence[WindowMessage]:
         """The results of a batch of windows (maybe fewer than the windows, maybe none)."""
         ...
 

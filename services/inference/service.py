@@ -36,7 +36,8 @@ from services.inference.settings import InferenceSettings
 from shared.continuity import GapCollector, Lost
 from shared.contracts import Classifier, Publisher
 from shared.errors import MessageError
-from shared.messages import AudioChunk, GapCause, GapReport, Message
+from shared.messages import AudioChunk, GapCause, GapReport, WindowMessage
+from shared.metrics import ServiceMetrics, observe_batch
 from shared.mqtt import Incoming, MqttBus, Subscription
 from shared.outbox import Outbox
 from shared.settings import MqttSettings
@@ -99,7 +100,7 @@ class InferenceService:
             speech_threshold=settings.speech_threshold,
         )
         #: Batch -> results: the backend's own (species), or labels from its scores.
-        self._results: Callable[[list[Window]], Sequence[Message]] = (
+        self._results: Callable[[list[Window]], Sequence[WindowMessage]] = (
             classifier.results
             if isinstance(classifier, ResultsBackend)
             else partial(classify, classifier, options=self.options)
@@ -117,6 +118,8 @@ class InferenceService:
         self._last_drop = float("-inf")
         self._last_fail_log = float("-inf")
         self._failing = False
+        self.metrics = ServiceMetrics("inference", settings.node_id)
+        self.metrics.queue("windows", lambda: len(self.queue))
 
     # --- input ------------------------------------------------------------------------------
     async def handle(self, msg: Incoming) -> None:
@@ -192,6 +195,7 @@ class InferenceService:
         try:
             while True:
                 batch = await self._next_batch()
+                began = time.monotonic()
                 try:
                     results = await loop.run_in_executor(self._executor, self._results, batch)
                 except Exception as exc:  # a model failure must not stop the service
@@ -200,6 +204,7 @@ class InferenceService:
                     continue
                 self._succeeded()
                 self.stats["batches"] += 1
+                observe_batch(self.metrics, time.monotonic() - began, results)
                 if self.publisher is not None:
                     with self.publisher.batch():  # one commit to the outbox per batch
                         for result in results:

@@ -40,6 +40,7 @@ from shared.continuity import GapCollector, Lost
 from shared.devices import DeviceRegistry
 from shared.errors import ConfigError, MessageError
 from shared.messages import AudioChunk, LabelsResult, Message
+from shared.metrics import ServiceMetrics
 from shared.mqtt import Incoming, MqttBus, Subscription
 from shared.outbox import Outbox, outbox_path
 from shared.runtime import serve, setup_logging
@@ -108,6 +109,10 @@ class LevelsService:
         if store is not None:
             self.core.streams.restore(store.load(), time.time())
         self.positions = PositionSaver(store)
+        self.metrics = ServiceMetrics("levels", settings.node_id)
+        self.metrics.queue("chunks", self.chunks.qsize)
+        self.metrics.queue("indices", self.jobs.qsize)
+        self.latency = self.metrics.histogram("soundscape_result_latency_seconds")
 
     def counters(self) -> dict[str, int]:
         """Counters for the retained status."""
@@ -188,6 +193,7 @@ class LevelsService:
             self._lost(out.lost)
         self._publish(out.levels, "levels")
         lv = out.levels
+        self.latency.observe(max(0.0, time.time() - lv.end))
         if out.late:  # measured on its own; the stream's intervals and events go on without it
             self.stats["late_chunks"] += 1
             log.debug("late chunk of %s: seq %d at %.3f", lv.device, lv.seq, lv.start)
@@ -307,7 +313,7 @@ class LevelsService:
 
     async def run(self) -> None:
         """Serve until SIGINT/SIGTERM."""
-        await serve(self.bus, self.measure(), self.indices())
+        await serve(self.bus, self.measure(), self.indices(), metrics=self.metrics)
 
 
 async def run(

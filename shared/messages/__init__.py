@@ -11,6 +11,7 @@ from shared.messages.base import (
 )
 from shared.messages.events import NoiseEvent
 from shared.messages.gaps import GAP_CAUSES, GapCause, GapReport
+from shared.messages.homeassistant import EventSummary, HomeAssistantState
 from shared.messages.indices import IndicesResult
 from shared.messages.labels import LabelScore, LabelsResult
 from shared.messages.levels import Calibration, LevelsResult, LevelsSummary
@@ -27,8 +28,10 @@ __all__ = [
     "RESULT_TYPES",
     "AudioChunk",
     "Calibration",
+    "EventSummary",
     "GapCause",
     "GapReport",
+    "HomeAssistantState",
     "IndicesResult",
     "LabelScore",
     "LabelsResult",
