@@ -85,6 +85,7 @@ class LevelsService:
             max_devices=settings.max_devices,
         )
         self.stats: Counter[str] = Counter()
+        self.shard = settings.device_shard
         prefix = mqtt.topic_prefix
         self.prefix = prefix
         self.bus = MqttBus(
@@ -125,7 +126,11 @@ class LevelsService:
         log.warning("rejected message on %s: %s", topic, reason)
 
     async def handle(self, msg: Incoming) -> None:
-        """Dispatch one incoming message; never raises for a bad payload."""
+        """Dispatch one incoming message; never raises for a bad payload. Another shard's
+        device is skipped from its topic alone, before its payload is decoded."""
+        if not self.shard.owns_topic(msg.topic, self.prefix):
+            self.stats["other_shards"] += 1
+            return
         try:
             if msg.topic.endswith("/" + AudioChunk.LEAF):
                 chunk = AudioChunk.from_mqtt(self.prefix, msg.topic, msg.payload, msg.content_type)
@@ -341,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--event-min-seconds", type=float, help="shortest noise event, s")
     parser.add_argument("--node-id", help="node id of the retained status")
     parser.add_argument("--devices-file", type=Path, help="TOML device registry")
+    parser.add_argument("--shard", type=int, help="this worker's shard, 0 .. shards-1")
+    parser.add_argument("--shards", type=int, help="levels workers splitting the devices")
     args = parser.parse_args(argv)
     overrides = {
         k: v
@@ -349,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
             ("indices_seconds", args.indices_seconds),
             ("event_min_seconds", args.event_min_seconds),
             ("node_id", args.node_id),
+            ("shard", args.shard),
+            ("shards", args.shards),
         )
         if v is not None
     }
@@ -367,10 +376,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot open the result outbox in %s: %s", settings.state_dir, exc)
         return 2
     log.info(
-        "levels: summary %gs, indices %gs, %d devices in the registry",
+        "levels: summary %gs, indices %gs, %d devices in the registry, shard %s",
         settings.summary_seconds,
         settings.indices_seconds,
         len(registry.devices),
+        settings.device_shard,
     )
     try:
         asyncio.run(run(settings, mqtt, registry, outbox))

@@ -61,7 +61,7 @@ def one_second(seq: int) -> AudioChunk:
 
 
 async def test_overload_drops_become_one_merged_report(tmp_path: Path) -> None:
-    service, _ = make(tmp_path, queue_size=2)
+    service, _ = make(tmp_path, queue_seconds=2)
     await feed(service, [one_second(s) for s in range(6)])  # nobody classifies: 4 dropped
     assert service.queue.dropped == 4
     (gap,) = service.gaps.flush()
