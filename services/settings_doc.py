@@ -19,6 +19,7 @@ SETTINGS: list[tuple[str, str]] = [
     ("shared.settings", "RegistrySettings"),
     ("services.health", "HealthSettings"),
     ("services.capture.settings", "CaptureSettings"),
+    ("services.simulate.settings", "SimulateSettings"),
     ("services.inference.settings", "InferenceSettings"),
     ("services.levels.settings", "LevelsSettings"),
     ("services.ingest.settings", "IngestSettings"),

@@ -7,9 +7,9 @@ import pytest
 
 from services.inference.core import (
     LabelOptions,
+    RecentDevices,
     Window,
     WindowAssembler,
-    RecentDevices,
     WindowQueue,
     batch_ready,
     classify,
