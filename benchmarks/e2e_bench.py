@@ -66,6 +66,7 @@ DOC = ROOT / "docs" / "benchmarks.md"
 PLOT = ROOT / "docs" / "e2e_bench.png"
 SECTION = "## End to end"
 TICK = os.sysconf("SC_CLK_TCK")
+STAGES = ("simulate", "broker", "inference", "levels", "ingest")
 RESULT_LEAVES = ("labels", "levels", "summary", "indices", "events", "gaps", "status")
 
 
@@ -159,7 +160,8 @@ class Point:
     expected: int = 0
     labels: int = 0
     levels: int = 0
-    duplicates: int = 0
+    duplicates: int = 0  # rows stored twice (must stay 0)
+    redelivered: int = 0  # results the listener got twice (QoS 1 is at least once)
     rows_levels: int = 0
     rows_labels: int = 0
     latency: dict[str, list[float]] = field(default_factory=dict)
@@ -184,6 +186,12 @@ class Point:
             and self.rows_levels == self.rows_labels == self.expected
             and not self.duplicates
         )
+
+    @property
+    def capacity(self) -> float:
+        """Sensors the machine's cores would carry at this point's CPU per sensor-hour."""
+        total = sum(self.per_sensor_hour(s) for s in STAGES)
+        return (os.cpu_count() or 1) * 3600.0 / total if total else float("nan")
 
 
 class Stack:
@@ -322,9 +330,15 @@ def growth(latencies: dict[tuple[str, float], list[float]], seconds: float = 10.
 
 
 def run_point(
-    config: Config, devices: int, seconds: float, port: int, admin: str, backend: list[str]
+    config: Config,
+    devices: int,
+    seconds: float,
+    broker: localservers.Mosquitto,
+    admin: str,
+    backend: list[str],
 ) -> Point:
     point = Point(config, devices, seconds, expected=devices * int(seconds))
+    port = broker.port
     prefix = f"e2e-{uuid.uuid4().hex[:8]}/soundscape"
     settings = MqttSettings(host="127.0.0.1", port=port, topic_prefix=prefix)
     work = Path(tempfile.mkdtemp(prefix="e2e-bench-"))
@@ -336,6 +350,7 @@ def run_point(
                 stack.start(settings)
                 point.load_before = os.getloadavg()
                 cpu0 = stack.cpu()
+                broker0 = cpu_seconds(broker.proc.pid)
                 sim = subprocess.run(
                     soundscape("simulate", "--devices", str(devices), "--duration", str(seconds)),
                     env=stack.env,
@@ -355,6 +370,7 @@ def run_point(
                 ):
                     time.sleep(0.5)
                 cpu1 = stack.cpu()
+                point.cpu["broker"] = [cpu_seconds(broker.proc.pid) - broker0]
                 point.load_after = os.getloadavg()
                 time.sleep(3)  # ingest's next sync
             finally:
@@ -394,7 +410,7 @@ def run_point(
             for leaf in ("labels", "levels"):
                 got = listener.arrived[leaf]
                 point.latency[leaf] = [v[0] for v in got.values()]
-                point.duplicates += sum(len(v) - 1 for v in got.values())
+                point.redelivered += sum(len(v) - 1 for v in got.values())
                 point.growth[leaf] = growth(got)
             point.labels = len(listener.arrived["labels"])
             point.levels = len(listener.arrived["levels"])
@@ -413,9 +429,10 @@ def table(points: list[Point]) -> str:
     head = (
         "| config | sensors | complete | labels p50/p95/p99 ms | levels p50/p95/p99 ms | "
         "rows p50/p95/p99 ms | lag growth labels/levels ms | CPU s per sensor-hour: "
-        "simulate / inference / levels / ingest | broker msgs/s in | rows/s | "
-        "per-worker share (inference; levels) | load avg before -> after |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "simulate / broker / inference / levels / ingest | sensors the cores would carry at "
+        "that CPU | broker msgs/s in | rows/s | per-worker share (inference; levels) | "
+        "load avg before -> after |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for p in points:
@@ -442,16 +459,17 @@ def table(points: list[Point]) -> str:
             )
         )
         if p.duplicates:
-            done += f"; {p.duplicates} duplicates"
+            done += f"; {p.duplicates} rows stored twice"
+        if p.redelivered:
+            done += f" ({p.redelivered} results delivered twice, stored once)"
         if p.foreign:
             done += f"; levels measured {p.foreign} chunks of other shards' devices"
-        cpu = " / ".join(
-            f"{p.per_sensor_hour(s):.1f}" for s in ("simulate", "inference", "levels", "ingest")
-        )
+        cpu = " / ".join(f"{p.per_sensor_hour(s):.1f}" for s in STAGES)
         lines.append(
             f"| {p.config} | {p.devices} | {done} | {lat['labels']} | {lat['levels']} | "
             f"{lat['rows']} | {ms(p.growth.get('labels', float('nan')))}/"
-            f"{ms(p.growth.get('levels', float('nan')))} | {cpu} | {p.broker_rate:.0f} | "
+            f"{ms(p.growth.get('levels', float('nan')))} | {cpu} | {p.capacity:.0f} | "
+            f"{p.broker_rate:.0f} | "
             f"{p.rows_rate:.0f} | {share('inference')}; {share('levels')} | "
             f"{p.load_before[0]:.2f} -> {p.load_after[0]:.2f} |"
         )
@@ -472,11 +490,7 @@ def plot(points: list[Point], path: Path) -> None:
             ax1.plot(
                 n, [pct(p.latency.get(leaf, []), 95) for p in pts], style, label=f"{leaf}, {config}"
             )
-        total = [
-            sum(sum(p.cpu.get(s, [])) for s in ("simulate", "inference", "levels", "ingest"))
-            / p.seconds
-            for p in pts
-        ]
+        total = [sum(sum(p.cpu.get(s, [])) for s in STAGES) / p.seconds for p in pts]
         ax2.plot(n, total, "o-", label=f"all stages, {config}")
         ax2.plot(
             n,
@@ -543,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
             for config in [Config.parse(c) for c in args.configs.split(",")]:
                 for n in [int(d) for d in args.devices.split(",")]:
                     print(f"{name}, {config}, {n} sensors, {args.seconds:g} s ...", flush=True)
-                    point = run_point(config, n, args.seconds, broker.port, admin, backend)
+                    point = run_point(config, n, args.seconds, broker, admin, backend)
                     print("  " + point.sim_summary, flush=True)
                     print(table([point]).splitlines()[-1], flush=True)
                     points.append(point)
