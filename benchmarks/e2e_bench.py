@@ -64,7 +64,7 @@ from shared.shard import shard_of
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
 PLOT = ROOT / "docs" / "e2e_bench.png"
-SECTION = "## End to end"
+SECTION = "## End to end\n"
 TICK = os.sysconf("SC_CLK_TCK")
 STAGES = ("simulate", "broker", "inference", "levels", "ingest")
 RESULT_LEAVES = ("labels", "levels", "summary", "indices", "events", "gaps", "status")
@@ -547,10 +547,14 @@ def main(argv: list[str] | None = None) -> int:
         admin = own_pg.dsn
     broker = localservers.start_mosquitto(work / "mosquitto")
     backends = {"yamnet": ["--backend", "yamnet"]}
+    ast_note = ""
     if args.ast_onnx is not None:
         backends["ast-onnx-int8"] = ["--backend", "onnx", "--model", str(args.ast_onnx)]
     else:
-        print("AST ONNX int8 1 s: not run (no exported model given; see soundscape export-onnx)")
+        ast_note = (
+            "AST ONNX int8 1 s: not run (no exported model given; see soundscape export-onnx)"
+        )
+        print(ast_note)
     points: list[Point] = []
     try:
         for name, backend in backends.items():
@@ -571,10 +575,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         plot(points, PLOT)
         write_doc(
-            f"{SECTION}\n\n`.venv/bin/python -m benchmarks.e2e_bench --devices {args.devices} "
+            f"{SECTION}\n`.venv/bin/python -m benchmarks.e2e_bench --devices {args.devices} "
             f"--seconds {args.seconds:g} --configs {args.configs} --write` "
             f"(YAMNet int8; {os.cpu_count()} cores, shared with other work: load averages "
-            f"in the last column).\n\n{out}\n\n![latency and CPU against sensors](e2e_bench.png)\n"
+            f"in the last column). {ast_note}\n\n{out}\n\n"
+            "![latency and CPU against sensors](e2e_bench.png)\n"
         )
     return 0
 
