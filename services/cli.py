@@ -14,6 +14,7 @@
     soundscape notify ...       notifications (Apprise) for noise events and offline devices
     soundscape report ...       noise reports: Lden, Lnight, hourly LAeq per device-day
     soundscape stack ...        run the whole pipeline as local processes
+    soundscape simulate ...     N simulated sensors' audio, to size a server
     soundscape health --node N  exit 0 when node N reports online (container health check)
     soundscape init ...         first-run set-up: .env with fresh passwords, broker ACL, TLS
     soundscape device add|list|remove   provision sensors: registry, credentials, bundle
@@ -44,6 +45,7 @@ COMMANDS: dict[str, str] = {
     "notify": "services.notify.app",
     "report": "services.report.app",
     "stack": "services.stack",
+    "simulate": "services.simulate.app",
     "health": "services.health",
     "init": "services.deploy.init",
     "device": "services.deploy.devices",

@@ -20,6 +20,7 @@ SETTINGS: list[tuple[str, str]] = [
     ("services.health", "HealthSettings"),
     ("shared.metrics", "MetricsSettings"),
     ("services.capture.settings", "CaptureSettings"),
+    ("services.simulate.settings", "SimulateSettings"),
     ("services.inference.settings", "InferenceSettings"),
     ("services.levels.settings", "LevelsSettings"),
     ("services.ingest.settings", "IngestSettings"),

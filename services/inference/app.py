@@ -126,7 +126,7 @@ def parser() -> argparse.ArgumentParser:
     add("--speech-threshold", type=float, help="score that sets speech_present")
     add("--batch-size", type=int, help="most windows per batch")
     add("--max-wait-ms", type=float, help="longest wait for a batch to fill, ms")
-    add("--queue-size", type=int, help="waiting windows kept before the oldest is dropped")
+    add("--queue-seconds", type=float, help="audio kept waiting per device, s (then dropped)")
     add("--threads", type=int, help="CPU threads for the model (0: all cores)")
     add(
         "--shared",

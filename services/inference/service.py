@@ -24,12 +24,14 @@ from functools import partial
 
 from services.inference.core import (
     LabelOptions,
+    RecentDevices,
     ResultsBackend,
     Window,
     WindowAssembler,
     WindowQueue,
     batch_ready,
     classify,
+    queue_limit,
     speech_indices,
 )
 from services.inference.settings import InferenceSettings
@@ -92,7 +94,8 @@ class InferenceService:
         if store is not None:
             self.assembler.streams.restore(store.load(), time.time())
         self.positions = PositionSaver(store)
-        self.queue = WindowQueue(settings.queue_size)
+        self.recent = RecentDevices()
+        self.queue = WindowQueue(self._queue_limit())
         self.options = LabelOptions(
             model_id=classifier.model_id,
             top_k=settings.top_k,
@@ -132,6 +135,10 @@ class InferenceService:
             return
         self.stats["chunks"] += 1
         now = time.monotonic()
+        known = chunk.device in self.recent
+        self.recent.seen(chunk.device, now)
+        if not known:
+            self.queue.resize(self._queue_limit())  # one more device: grows, drops nothing
         for window in self.assembler.add(chunk):
             self.stats["windows"] += 1
             dropped = self.queue.put(window, now)
@@ -140,6 +147,18 @@ class InferenceService:
                 self._lost([_window_lost(dropped, "inference_overload")])
         self._lost(self.assembler.take_lost())
         self._arrived.set()
+
+    def _queue_limit(self) -> int:
+        """The queue's bound: `queue_seconds` of windows for each device heard lately."""
+        return queue_limit(self.settings.queue_seconds, self.settings.hop, len(self.recent))
+
+    def _resize_queue(self, now: float) -> None:
+        """Fit the queue to the devices heard lately (a fleet that shrank frees memory)."""
+        self.recent.prune(now)
+        dropped = self.queue.resize(self._queue_limit())
+        if dropped:
+            self._log_drop(now)
+            self._lost([_window_lost(w, "inference_overload") for w in dropped])
 
     def _lost(self, losses: list[Lost]) -> None:
         if losses:
@@ -156,6 +175,7 @@ class InferenceService:
         while True:
             await asyncio.sleep(TICK)
             now = time.monotonic()
+            self._resize_queue(now)
             self._publish_gaps(self.gaps.due(now))
             self.positions.maybe_save(self.assembler.streams, now)
 
@@ -257,6 +277,7 @@ class InferenceService:
         out = dict(self.stats)
         out.update(self.assembler.counters)
         out["dropped"] = self.queue.dropped
+        out["queue_limit"] = self.queue.maxlen
         return out
 
 

@@ -192,11 +192,12 @@ class InferenceSettings(BaseSettings):
         le=10_000,
         description="Longest a window waits for others to fill a batch, milliseconds",
     )
-    queue_size: int = Field(
-        64,
-        ge=1,
-        le=100_000,
-        description="Windows waiting for classification; when full the oldest is dropped",
+    queue_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Audio waiting for classification, seconds per device heard in the last "
+        "minute (the queue holds that many windows for each); beyond, the oldest is dropped",
     )
     threads: int = Field(
         0, ge=0, le=256, description="CPU threads for the model; 0: all cores of the machine"
