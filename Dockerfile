@@ -15,7 +15,7 @@ RUN pip install --no-cache-dir "torch==2.13.0" ${TORCH_INDEX_URL:+--extra-index-
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
-RUN pip install --no-cache-dir ".[ml,dashboard,reports]"
+RUN pip install --no-cache-dir ".[ml,dashboard,reports,notify]"
 
 # No component writes audio to disk; this user owns only the caches and the state folder.
 # Both exist in the image, owned by the user, so the named volumes Compose mounts there

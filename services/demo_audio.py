@@ -197,6 +197,11 @@ def pcm16(samples: np.ndarray) -> bytes:
     return np.clip(np.round(samples * 32767.0), -32768, 32767).astype("<i2").tobytes()
 
 
+def street_scene(seconds: int = 30, seed: int = 1) -> np.ndarray:
+    """The street scene, float32 at RATE (what `soundscape simulate` replays)."""
+    return scene("street", float(seconds), seed)
+
+
 def _report() -> None:  # pragma: no cover - a developer's tool, its output is in the docs
     """Print YAMNet's top classes for each part and each scene, per second."""
     from services.inference.backends.yamnet import YamNet

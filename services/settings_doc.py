@@ -18,12 +18,16 @@ SETTINGS: list[tuple[str, str]] = [
     ("shared.settings", "MqttSettings"),
     ("shared.settings", "RegistrySettings"),
     ("services.health", "HealthSettings"),
+    ("shared.metrics", "MetricsSettings"),
     ("services.capture.settings", "CaptureSettings"),
+    ("services.simulate.settings", "SimulateSettings"),
     ("services.inference.settings", "InferenceSettings"),
     ("services.levels.settings", "LevelsSettings"),
     ("services.ingest.settings", "IngestSettings"),
     ("services.dashboard.settings", "DashboardSettings"),
     ("services.report.settings", "ReportSettings"),
+    ("services.homeassistant.settings", "HomeAssistantSettings"),
+    ("services.notify.settings", "NotifySettings"),
 ]
 
 INTRO = """# Configuration

@@ -17,12 +17,14 @@ from shared.messages import (
     MAX_PACKET_BYTES,
     AudioChunk,
     GapReport,
+    HomeAssistantState,
     IndicesResult,
     LabelsResult,
     LevelsResult,
     LevelsSummary,
     Message,
     NoiseEvent,
+    SpeciesResult,
     Status,
 )
 
@@ -33,8 +35,10 @@ MESSAGES: list[type[Message]] = [
     LevelsSummary,
     IndicesResult,
     NoiseEvent,
+    SpeciesResult,
     GapReport,
     Status,
+    HomeAssistantState,
 ]
 
 

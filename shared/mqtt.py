@@ -4,7 +4,11 @@
 - a retained last will `offline` on the node's status topic, `online` after connecting and
   republished with the service's counters every `status_interval`;
 - an outbox: publishers never touch the client, so a message published while the link is down
-  waits (bounded; when full the oldest is dropped and counted) and goes out after reconnecting.
+  waits (bounded; when full the oldest is dropped and counted) and goes out after reconnecting;
+- one windowed sender: up to `publish_window` messages in flight at once (capped by the
+  broker's receive maximum), each kept until its PUBACK and sent again, in order, after a
+  reconnect (see `shared.publishing`). aiomqtt's QoS 1 publish returns only at the PUBACK:
+  awaiting each in turn would send one message per round trip.
 
 aiomqtt acknowledges QoS 1 messages before the handler runs: services that must store a message
 before acknowledging it (ingest) use paho-mqtt with manual acks instead (see ARCHITECTURE.md).
@@ -20,13 +24,17 @@ import sqlite3
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from shared.messages import JSON, MSGPACK, Message, Status
-from shared.outbox import Entry, Outbox
+from shared.outbox import Outbox
+from shared.publishing import DurableLane, Lane, MemoryLane, Outgoing
 from shared.settings import MqttSettings
 from shared.tls import client_tls_context
 
@@ -34,9 +42,8 @@ log = logging.getLogger(__name__)
 
 #: Longest `detail` text a status carries (the Status message's limit).
 MAX_DETAIL = 500
-#: Durable-outbox messages sent before waiting for their PUBACKs (Mosquitto's default
-#: receive maximum): one round trip per window, not per message.
-SEND_WINDOW = 20
+#: What the MQTT 5 spec lets a broker that names no receive maximum take.
+NO_RECEIVE_MAXIMUM = 65_535
 #: A full outbox logs its first drop, then one warning per this many.
 DROP_LOG_EVERY = 1000
 
@@ -50,15 +57,7 @@ class Incoming:
     content_type: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """A message waiting in the outbox."""
-
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool = False
-    content_type: str | None = None
+__all__ = ["Handler", "Incoming", "MqttBus", "Outgoing", "Subscription", "backoff_delays"]
 
 
 Handler = Callable[[Incoming], Awaitable[None]]
@@ -71,6 +70,41 @@ class Subscription:
 
     topic: str
     qos: int = 0
+
+
+class _Client(aiomqtt.Client):
+    """aiomqtt's client, remembering the receive maximum the broker's CONNACK names (aiomqtt
+    and paho drop it; MQTT 5 has a broker disconnect a client with more unacknowledged QoS 1
+    messages), and telling of PUBACKs that refuse a message (aiomqtt's publish returns as if
+    it were accepted)."""
+
+    receive_maximum: int = NO_RECEIVE_MAXIMUM
+    on_refused: Callable[[ReasonCode], None] | None = None
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None = None,
+    ) -> None:
+        value = getattr(properties, "ReceiveMaximum", None)
+        if isinstance(value, int) and value > 0:
+            self.receive_maximum = value
+        super()._on_connect(client, userdata, flags, reason_code, properties)
+
+    def _on_publish(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        if self.on_refused is not None and reason_code.is_failure:
+            self.on_refused(reason_code)
+        super()._on_publish(client, userdata, mid, reason_code, properties)
 
 
 def backoff_delays(lo: float, hi: float) -> Iterator[float]:
@@ -103,10 +137,30 @@ class MqttBus:
     health_detail: str | None = field(default=None, init=False)
     connected: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     stats: Counter[str] = field(default_factory=Counter, init=False)
-    _outbox: deque[Outgoing] = field(default_factory=deque, init=False)
+    #: Most messages in flight on the current connection (publish_window, or less where the
+    #: broker's receive maximum is smaller); 0 while disconnected.
+    window: int = field(default=0, init=False)
+    _memory: MemoryLane = field(init=False)
+    _durable: DurableLane | None = field(default=None, init=False)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _idle: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _batch: list[Outgoing] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self._memory = MemoryLane(self.outbox_size)
+        if self.durable_outbox is not None:
+            self._durable = DurableLane(self.durable_outbox, self.settings.publish_window // 4)
+
+    @property
+    def _outbox(self) -> deque[Outgoing]:
+        """Messages waiting in memory, not yet handed to the client."""
+        return self._memory.queued
+
+    @property
+    def in_flight(self) -> int:
+        """Messages handed to the client and not yet acknowledged (both outboxes)."""
+        durable = self._durable.in_flight if self._durable is not None else 0
+        return self._memory.in_flight + durable
 
     @property
     def prefix(self) -> str:
@@ -184,10 +238,8 @@ class MqttBus:
             self._dropped(dropped, f"on disk ({self.durable_outbox.path})")
 
     def _keep(self, out: Outgoing) -> None:
-        if len(self._outbox) >= self.outbox_size:
-            self._outbox.popleft()
+        if self._memory.put(out):
             self._dropped(1, "in memory")
-        self._outbox.append(out)
 
     def _dropped(self, n: int, where: str) -> None:
         before = self.stats["outbox_dropped"]
@@ -202,9 +254,9 @@ class MqttBus:
 
     @property
     def pending(self) -> int:
-        """Messages waiting in the outboxes (memory and disk)."""
-        durable = len(self.durable_outbox) if self.durable_outbox is not None else 0
-        return len(self._outbox) + durable
+        """Messages waiting in the outboxes (memory and disk), in flight or not."""
+        durable = len(self._durable) if self._durable is not None else 0
+        return len(self._memory) + durable
 
     async def drained(self, wait_s: float = 10.0) -> bool:
         """Wait until the outboxes are empty (True) or `wait_s` seconds pass (False)."""
@@ -245,7 +297,7 @@ class MqttBus:
             self.publish(self.status(state, detail), MSGPACK)
 
     # --- connection -------------------------------------------------------------------------
-    def _client(self) -> aiomqtt.Client:
+    def _client(self) -> _Client:
         s = self.settings
         offline = self.status("offline")
         will = aiomqtt.Will(offline.topic(self.prefix), offline.encode(), qos=1, retain=True)
@@ -253,7 +305,7 @@ class MqttBus:
         if not self.clean_start:
             connect_props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             connect_props.SessionExpiryInterval = 7 * 24 * 3600
-        return aiomqtt.Client(
+        return _Client(
             s.host,
             s.port,
             username=s.username,
@@ -265,6 +317,9 @@ class MqttBus:
             clean_start=self.clean_start,
             properties=connect_props,
             tls_context=client_tls_context(s),
+            timeout=s.ack_timeout,
+            # Never paho's own queue (20 in flight by default): the bus keeps the window.
+            max_inflight_messages=s.publish_window,
         )
 
     async def run(self) -> None:
@@ -284,6 +339,13 @@ class MqttBus:
                     )
                     for sub in self.subscriptions:
                         await client.subscribe(sub.topic, qos=sub.qos)
+                    self.window = min(self.settings.publish_window, client.receive_maximum)
+                    log.info(
+                        "%s: up to %d messages in flight (broker's receive maximum %d)",
+                        self.service,
+                        self.window,
+                        client.receive_maximum,
+                    )
                     self.set_status("online")
                     self.connected.set()
                     try:
@@ -294,6 +356,7 @@ class MqttBus:
                             tg.create_task(self._receive(client, self.handler))
                     finally:
                         self.connected.clear()
+                        self.window = 0
             except* aiomqtt.MqttError as group:
                 self.stats["reconnects"] += 1
                 delay = next(delays)
@@ -307,52 +370,70 @@ class MqttBus:
                 )
                 await asyncio.sleep(delay)
 
-    async def _send(self, client: aiomqtt.Client) -> None:
-        durable = self.durable_outbox
+    async def _send(self, client: _Client) -> None:
+        """Keep up to `window` messages in flight, oldest first (memory, then disk); forget
+        each at its PUBACK. The first failed publish (a broken link, `ack_timeout` without
+        PUBACK) ends the connection; what was in flight goes out again first on the next."""
         # A full window is expected, not "a concerning number of pending calls" to warn about
         # (statuses and subscriptions may wait beside it).
-        client.pending_calls_threshold = max(client.pending_calls_threshold, SEND_WINDOW + 10)
-        while True:
-            while self._outbox or (durable is not None and len(durable)):
-                if not self._outbox:
-                    assert durable is not None
-                    await self._send_durable(client, durable)
-                    continue
-                out = self._outbox[0]
+        client.pending_calls_threshold = max(client.pending_calls_threshold, self.window + 10)
+        client.on_refused = self._refused
+        lanes: list[Lane] = [self._memory]
+        if self._durable is not None:
+            lanes.append(self._durable)
+        tasks: set[asyncio.Task[None]] = set()
+        failed: list[BaseException] = []
+
+        async def one(lane: Lane, token: int, out: Outgoing) -> None:
+            try:
                 await self._publish(
                     client, out.topic, out.payload, out.qos, out.retain, out.content_type
                 )
-                # Only dequeue once handed to the client, so a broken link loses nothing queued.
-                if self._outbox and self._outbox[0] is out:
-                    self._outbox.popleft()
+            except Exception as exc:  # raised again by the sender, below
+                failed.append(exc)
+            else:
+                lane.acked(token)
                 self.stats["published"] += 1
-            self._idle.set()
-            self._wakeup.clear()
-            await self._wakeup.wait()
+            finally:
+                self._wakeup.set()
 
-    async def _send_durable(self, client: aiomqtt.Client, durable: Outbox) -> None:
-        """Publish the oldest window in order; delete each row only after its PUBACK
-        (aiomqtt's QoS 1 publish returns then). A broken link leaves the rest for later."""
-        acked: list[Entry] = []
-
-        async def one(entry: Entry) -> None:
-            await self._publish(
-                client, entry.topic, entry.payload, entry.qos, False, entry.content_type
-            )
-            acked.append(entry)
-
-        window = durable.take(SEND_WINDOW)
         try:
-            # Tasks start in creation order, and each hands its message to paho before it
-            # first waits: the broker receives the window in id order.
-            async with asyncio.TaskGroup() as tg:
-                for entry in window:
-                    tg.create_task(one(entry))
-        except* aiomqtt.MqttError as group:
-            raise group.exceptions[0] from None  # one broken link: its own reason in the log
+            while True:
+                self._wakeup.clear()
+                if failed:
+                    raise failed[0]  # one broken link: its own reason in the log
+                tasks = {t for t in tasks if not t.done()}
+                room = self.window - len(tasks)
+                # Tasks start in creation order, and each hands its message to paho before
+                # it first waits: the broker receives each lane in order.
+                for lane in lanes:
+                    for token, out in lane.take(room):
+                        tasks.add(asyncio.create_task(one(lane, token, out)))
+                        room -= 1
+                if not tasks:
+                    for lane in lanes:
+                        lane.flush()
+                    if not self.pending:
+                        self._idle.set()
+                await self._wakeup.wait()
         finally:
-            durable.done(acked)
-            self.stats["published"] += len(acked)
+            # Cancelled or failed: nothing in flight counts as delivered any more.
+            for task in tasks:
+                task.cancel()
+            for lane in lanes:
+                lane.rewind()
+
+    def _refused(self, reason: ReasonCode) -> None:
+        # Not sent again: a refusal (not authorized, too large for the broker) would repeat.
+        self.stats["publish_refused"] += 1
+        n = self.stats["publish_refused"]
+        if n == 1 or n % DROP_LOG_EVERY == 0:
+            log.warning(
+                "%s: the broker refused a message (%s); %d refused so far",
+                self.service,
+                reason,
+                n,
+            )
 
     @staticmethod
     async def _publish(

@@ -5,12 +5,13 @@ Invariants `MqttBus` relies on:
 - `put` returns only after the messages are committed (synchronous=FULL, see `shared.sqlite`):
   a result handed to `put` survives kill -9 and a power cut;
 - ids only grow (AUTOINCREMENT), so "oldest" is "lowest id" and `take` hands out the oldest in
-  the order they were put;
+  the order they were put (`after` the last id already in flight, for a sliding window);
 - a message leaves only through `done` (after its PUBACK) or the size bound: one sent but not
   acknowledged when the process died is sent again at the next start (at least once; every
   result carries its key, and ingest stores a key once);
 - the bound is on bytes (topic + payload): when over it, the oldest messages not being sent
-  right now are deleted and counted, so it is exceeded by at most one send window;
+  right now are deleted and counted, so it is exceeded by at most one send window (the
+  window lasts from the first `take` to a `done` that ends it);
 - only what the bus puts here is written: QoS 1 non-retained messages, never audio (QoS 0) and
   never statuses.
 
@@ -146,22 +147,25 @@ class Outbox:
             )
         return count, freed
 
-    def take(self, limit: int) -> list[Entry]:
-        """The oldest `limit` messages, in order; they are in flight until `done`."""
+    def take(self, limit: int, after: int = 0) -> list[Entry]:
+        """The oldest `limit` messages with an id above `after`, in order; they are in flight
+        (safe from the bound) until a `done` ends the window."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, topic, payload, qos, content_type FROM outbox ORDER BY id LIMIT ?",
-                (limit,),
+                "SELECT id, topic, payload, qos, content_type FROM outbox WHERE id > ? "
+                "ORDER BY id LIMIT ?",
+                (after, limit),
             ).fetchall()
             if rows:
-                self._inflight_last = int(rows[-1][0])
-            else:  # the counts drifted (another process on the same file): trust the file
+                self._inflight_last = max(self._inflight_last, int(rows[-1][0]))
+            elif not after:  # the counts drifted (another process on the same file): trust it
                 self._rows = self._bytes = 0
         return [Entry(int(r[0]), r[1], bytes(r[2]), int(r[3]), r[4]) for r in rows]
 
-    def done(self, acked: Sequence[Entry]) -> None:
-        """The broker acknowledged `acked`: forget them. Ends the send window either way
-        (messages taken but not acknowledged stay, and are taken again first)."""
+    def done(self, acked: Sequence[Entry], *, end_window: bool = True) -> None:
+        """The broker acknowledged `acked`: forget them. Unless `end_window` is False (more of
+        the window is still in flight), this ends the send window: messages taken but not
+        acknowledged stay, and are taken again first."""
         with self._lock:
             if acked:
                 with transaction(self._db) as db:
@@ -170,4 +174,5 @@ class Outbox:
                     )
                 self._rows -= cur.rowcount
                 self._bytes -= sum(e.size for e in acked)
-            self._inflight_last = 0
+            if end_window:
+                self._inflight_last = 0

@@ -10,6 +10,7 @@ import signal
 from collections.abc import Coroutine
 from typing import Any
 
+from shared.metrics import ServiceMetrics
 from shared.mqtt import MqttBus
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,13 @@ def setup_logging(level: str | None = None) -> None:
     )
 
 
-async def serve(bus: MqttBus, *workers: Coroutine[Any, Any, None]) -> None:
+async def serve(
+    bus: MqttBus, *workers: Coroutine[Any, Any, None], metrics: ServiceMetrics | None = None
+) -> None:
     """Run the bus and the workers in one TaskGroup until SIGINT/SIGTERM or a worker ends.
+
+    `/metrics` (the bus's status counters and outbox, and whatever the service added to
+    `metrics`) is served meanwhile when `SOUNDSCAPE_METRICS_PORT` is set.
 
     On a signal, or when every worker has returned (a finite file replay), the bus gets the
     chance to flush its outbox and publish `offline` before it is cancelled.
@@ -34,6 +40,9 @@ async def serve(bus: MqttBus, *workers: Coroutine[Any, Any, None]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    metrics = metrics or ServiceMetrics(bus.service)
+    metrics.watch_bus(bus)
+    metrics.start_from_env()
 
     async def _workers() -> None:
         async with asyncio.TaskGroup() as inner:
@@ -58,6 +67,7 @@ async def serve(bus: MqttBus, *workers: Coroutine[Any, Any, None]) -> None:
         if bus.connected.is_set():
             await bus.close(wait_s=30.0 if finished else 2.0)
         bus_task.cancel()
+    metrics.stop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(sig)

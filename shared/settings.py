@@ -50,6 +50,23 @@ class MqttSettings(BaseSettings):
     status_interval: float = Field(
         30.0, gt=0, description="How often a service republishes its retained status, seconds"
     )
+    publish_window: int = Field(
+        100,
+        ge=1,
+        le=65535,
+        description="Most messages a service has sent and the broker not yet acknowledged "
+        "(PUBACK) at once; fewer where the broker's receive maximum is lower (Mosquitto: "
+        "`max_inflight_messages`, 20 unless set). Over a link with round trip R, a service "
+        "publishes up to publish_window / R QoS 1 messages a second",
+    )
+    ack_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds the broker may take to answer a connect, a subscribe or a "
+        "publish; past it the link counts as broken and the service reconnects (what was "
+        "not acknowledged is sent again). Keep it above the round trip plus the time a full "
+        "window takes to cross the uplink",
+    )
 
     @field_validator("topic_prefix")
     @classmethod

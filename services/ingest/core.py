@@ -27,6 +27,7 @@ from shared.messages import (
     LevelsResult,
     LevelsSummary,
     NoiseEvent,
+    SpeciesResult,
     WindowMessage,
 )
 
@@ -98,7 +99,7 @@ def result_key(msg: WindowMessage | GapReport) -> str:
     if isinstance(msg, GapReport):
         return gap_uid(msg.device, msg.cause, msg.node, msg.start, msg.end)
     parts: list[object] = [msg.device, repr(msg.start)]
-    if isinstance(msg, LabelsResult):
+    if isinstance(msg, LabelsResult | SpeciesResult):
         parts.append(msg.model)
     elif isinstance(msg, LevelsSummary | IndicesResult):
         parts.append(repr(msg.duration))
@@ -190,6 +191,21 @@ def rows_of(msg: WindowMessage | GapReport, received: float | None = None) -> tu
             [{"label": c.label, "score": c.score} for c in msg.classes], allow_nan=False
         )
         return ((*window, msg.threshold_db, msg.laeq_db, msg.lamax_db, classes),)
+    if isinstance(msg, SpeciesResult):
+        return tuple(
+            (
+                *window,
+                msg.model,
+                item.scientific_name,
+                item.common_name,
+                item.score,
+                rank,
+                msg.min_confidence,
+                msg.location_filtered,
+                msg.inference_ms,
+            )
+            for rank, item in enumerate(msg.detections, start=1)
+        )
     raise MessageError(f"no table for {type(msg).__name__}")
 
 

@@ -311,6 +311,23 @@ TABLES: dict[str, Table] = {
         ),
         ("device", "window_start"),
     ),
+    # One row per species of a SpeciesResult (migration 0007).
+    "species": Table(
+        "species",
+        (
+            *_WINDOW,
+            ("window_duration", "real"),
+            ("model", "text"),
+            ("scientific_name", "text"),
+            ("common_name", "text"),
+            ("score", "real"),
+            ("rank", "smallint"),
+            ("min_confidence", "real"),
+            ("location_filtered", "boolean"),
+            ("inference_ms", "real"),
+        ),
+        ("device", "window_start", "model", "scientific_name"),
+    ),
     # GapReports (and the broker's drops) go into the table of ingest's own spool gaps.
     # first_start/last_start are the start and end of the lost audio; `kind` is the cause.
     "gaps": Table(

@@ -34,6 +34,7 @@ from services.ingest.sync import Stats, Syncer
 from shared.devices import DeviceRegistry
 from shared.errors import ConfigError
 from shared.messages import RESULT_TYPES, Status
+from shared.metrics import ServiceMetrics, observe_sync
 from shared.settings import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,10 @@ class Ingest:
             on_delivery=self._deliver,
             status=self.status,
         )
+        self.metrics = ServiceMetrics("ingest", settings.node_id)
+        self.metrics.status_from(lambda: self.status("online"))
+        self.metrics.queue("spool", self.spool.depth)
+        self.metrics.queue("deliveries", self._queue.qsize)
 
     # --- status -----------------------------------------------------------------------------
     def status(self, state: str) -> Status:
@@ -143,6 +148,7 @@ class Ingest:
             self.interval,
         )
         self.link.start()
+        self.metrics.start_from_env()
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [
@@ -175,6 +181,7 @@ class Ingest:
             syncing.shutdown(wait=True)
             self.syncer.close()
             self.spool.close()
+            self.metrics.stop()
 
     def _deliver(self, delivery: Delivery) -> None:
         """paho's thread: hand over to the loop, never block (receive-maximum bounds it)."""
@@ -264,7 +271,9 @@ class Ingest:
 
     async def _sync_loop(self, syncing: ThreadPoolExecutor) -> None:
         while True:
-            await self._loop.run_in_executor(syncing, self.syncer.sync)
+            began = time.monotonic()
+            report = await self._loop.run_in_executor(syncing, self.syncer.sync)
+            observe_sync(self.metrics, time.monotonic() - began, report.results)
             await asyncio.sleep(self.interval)
 
     async def _heartbeat(self) -> None:

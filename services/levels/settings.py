@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.messages import Calibration, check_id
 from shared.outbox import outbox_megabytes_field
 from shared.settings import host_id
+from shared.shard import Shard
 
 
 class LevelsSettings(BaseSettings):
@@ -115,6 +116,27 @@ class LevelsSettings(BaseSettings):
         "positions); never audio",
     )
     outbox_megabytes: float = outbox_megabytes_field()
+    shards: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="Levels workers that split the devices between them (each measures only "
+        "the devices whose id hashes to its shard; see docs/levels.md)",
+    )
+    shard: int = Field(
+        0, ge=0, description="This worker's shard, 0 .. shards-1 (each needs its own node_id)"
+    )
+
+    @model_validator(mode="after")
+    def _shard_in_range(self) -> LevelsSettings:
+        if self.shard >= self.shards:
+            raise ValueError(f"shard {self.shard} is not below shards={self.shards}")
+        return self
+
+    @property
+    def device_shard(self) -> Shard:
+        """The devices this worker owns."""
+        return Shard(self.shard, self.shards)
 
     @field_validator("node_id")
     @classmethod

@@ -11,10 +11,12 @@ from shared.messages.base import (
 )
 from shared.messages.events import NoiseEvent
 from shared.messages.gaps import GAP_CAUSES, GapCause, GapReport
+from shared.messages.homeassistant import EventSummary, HomeAssistantState
 from shared.messages.indices import IndicesResult
 from shared.messages.labels import LabelScore, LabelsResult
 from shared.messages.levels import Calibration, LevelsResult, LevelsSummary
 from shared.messages.results import RESULT_TYPES
+from shared.messages.species import SpeciesResult, SpeciesScore
 from shared.messages.status import Status
 from shared.messages.window import WindowMessage
 
@@ -26,8 +28,10 @@ __all__ = [
     "RESULT_TYPES",
     "AudioChunk",
     "Calibration",
+    "EventSummary",
     "GapCause",
     "GapReport",
+    "HomeAssistantState",
     "IndicesResult",
     "LabelScore",
     "LabelsResult",
@@ -35,6 +39,8 @@ __all__ = [
     "LevelsSummary",
     "Message",
     "NoiseEvent",
+    "SpeciesResult",
+    "SpeciesScore",
     "Status",
     "WindowMessage",
     "check_id",

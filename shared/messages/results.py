@@ -11,10 +11,19 @@ from shared.messages.gaps import GapReport
 from shared.messages.indices import IndicesResult
 from shared.messages.labels import LabelsResult
 from shared.messages.levels import LevelsResult, LevelsSummary
+from shared.messages.species import SpeciesResult
 from shared.messages.window import WindowMessage
 
 #: Every result message, by topic leaf.
 RESULT_TYPES: dict[str, type[WindowMessage] | type[GapReport]] = {
     cls.LEAF: cls
-    for cls in (LabelsResult, LevelsResult, LevelsSummary, IndicesResult, NoiseEvent, GapReport)
+    for cls in (
+        LabelsResult,
+        LevelsResult,
+        LevelsSummary,
+        IndicesResult,
+        NoiseEvent,
+        SpeciesResult,
+        GapReport,
+    )
 }

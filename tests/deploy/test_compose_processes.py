@@ -69,6 +69,11 @@ def on_named_volume(svc: Service, container_path: str) -> bool:
     )
 
 
+def default_services(run: ComposeRun) -> list[str]:
+    """What `docker compose up` starts: every service but those behind a profile."""
+    return [name for name, svc in run.services.items() if not svc.spec.get("profiles")]
+
+
 def published(spec: dict[str, Any]) -> list[tuple[str, int]]:
     """(host address, container port) of each published port, in either rendered form."""
     found = []
@@ -93,6 +98,15 @@ def test_sensor_and_server_topologies_render(deployment: Path) -> None:
     assert published(server["mosquitto"]) == [("", 8883)]  # 1883 stays on the network
     assert published(server["dashboard"]) == [("127.0.0.1", 8501)]
     assert published(sensor["mosquitto"]) == [("127.0.0.1", 1883)]
+    # The integrations are behind profiles, each as its own broker user (= its node id).
+    for config in (server, render(ROOT / "docker-compose.yml", env, deployment)["services"]):
+        for name, short in (("homeassistant", "HA"), ("notify", "NOTIFY")):
+            assert config[name]["profiles"] == [name]
+            spec_env = config[name]["environment"]
+            assert spec_env["SOUNDSCAPE_MQTT_USERNAME"] == name
+            assert spec_env[f"SOUNDSCAPE_{short}_NODE_ID"] == name
+            assert spec_env["SOUNDSCAPE_MQTT_PASSWORD"]
+            assert "ports" not in config[name]
     workers = [server[f"inference-{i}"]["environment"] for i in (1, 2)]
     assert [w["SOUNDSCAPE_MQTT_USERNAME"] for w in workers] == ["inference-1", "inference-2"]
     assert workers[0]["SOUNDSCAPE_MQTT_PASSWORD"] == workers[1]["SOUNDSCAPE_MQTT_PASSWORD"]
@@ -157,7 +171,7 @@ def test_all_in_one_runs_as_compose_starts_it(deployment: Path) -> None:
         path = svc.env[key].removeprefix(str(svc.root))
         assert on_named_volume(svc, path), f"{name}'s {key}={path} is on no volume"
     try:
-        verdicts = run.up()
+        verdicts = run.up(default_services(run))
         services = {"mosquitto", "postgres", "capture", "inference", "levels", "ingest"}
         assert_healthy(run, verdicts, services | {"dashboard"})
         assert published(run.services["dashboard"].spec) == [("127.0.0.1", 8501)]
@@ -213,7 +227,7 @@ def test_server_takes_a_sensor_over_tls(base: Path) -> None:
     cache = run.container_path("inference-1", "/home/soundscape/.cache/soundscape/yamnet")
     shutil.copytree(yamnet_model(), cache)
     try:
-        verdicts = run.up()
+        verdicts = run.up(default_services(run))
         workers = {"inference-1", "inference-2"}
         assert_healthy(run, verdicts, {"mosquitto", "postgres", "ingest", "dashboard"} | workers)
 

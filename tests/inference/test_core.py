@@ -7,11 +7,13 @@ import pytest
 
 from services.inference.core import (
     LabelOptions,
+    RecentDevices,
     Window,
     WindowAssembler,
     WindowQueue,
     batch_ready,
     classify,
+    queue_limit,
     resample,
     speech_indices,
     speech_present,
@@ -258,3 +260,25 @@ def test_resample_to_model_rate() -> None:
     assert out.dtype == np.float32 and len(out) == RATE
     spectrum = np.abs(np.fft.rfft(out))
     assert abs(int(np.argmax(spectrum)) - 1000) <= 1
+
+
+def test_queue_is_seconds_of_audio_for_each_device_heard() -> None:
+    assert queue_limit(10.0, 1.0, 0) == 10  # before any device: one device's worth
+    assert queue_limit(10.0, 1.0, 100) == 1000
+    assert queue_limit(10.0, 0.5, 3) == 60  # windows every half second
+    assert queue_limit(0.2, 1.0, 5) == 5  # at least one window per device
+    recent = RecentDevices(horizon=60.0)
+    for i in range(100):
+        recent.seen(f"d{i}", now=0.0)
+    recent.seen("d0", now=50.0)
+    recent.prune(now=70.0)
+    assert len(recent) == 1 and "d0" in recent and "d1" not in recent
+
+
+def test_a_smaller_queue_drops_its_oldest_and_counts_them() -> None:
+    q = WindowQueue(5)
+    for i in range(5):
+        q.put(window(i), now=float(i))
+    assert [w.seq for w in q.resize(2)] == [0, 1, 2]
+    assert q.dropped == 3 and len(q) == 2 and q.maxlen == 2
+    assert q.resize(10) == [] and q.maxlen == 10

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +62,7 @@ def one_second(seq: int) -> AudioChunk:
 
 
 async def test_overload_drops_become_one_merged_report(tmp_path: Path) -> None:
-    service, _ = make(tmp_path, queue_size=2)
+    service, _ = make(tmp_path, queue_seconds=2)
     await feed(service, [one_second(s) for s in range(6)])  # nobody classifies: 4 dropped
     assert service.queue.dropped == 4
     (gap,) = service.gaps.flush()
@@ -114,3 +115,37 @@ async def test_a_failed_batch_is_reported_and_work_publishes_gaps_when_it_stops(
     (gap,) = out.gaps
     assert (gap.cause, gap.start, gap.end, gap.count) == ("inference_failed", T0, T0 + 1, 1)
     assert streams_path(tmp_path, "inf-1").exists()
+
+
+async def test_a_fleet_whose_chunks_arrive_at_once_fits_the_queue(tmp_path: Path) -> None:
+    # 100 sensors, each chunk in the same instant, nobody classifying yet: a queue of a fixed
+    # 64 windows dropped 36; sized in seconds per device heard it holds all 100, twice over.
+    service, out = make(tmp_path, queue_seconds=2)
+    for seq in range(2):
+        await feed(service, [chunk(f"s{i:03d}", seq, tone(1000, 1.0)) for i in range(100)])
+    assert len(service.queue) == 200 and service.queue.dropped == 0
+    assert service.counters()["queue_limit"] == 200
+    await feed(service, [chunk(f"s{i:03d}", 2, tone(1000, 1.0)) for i in range(100)])
+    assert service.queue.dropped == 100  # a third second each is beyond 2 s: oldest dropped
+    (gap,) = [g for g in service.gaps.flush() if g.device == "s000"]
+    assert (gap.cause, gap.count, gap.start) == ("inference_overload", 1, T0)
+    assert out.gaps == []  # reports are merged and published once due
+
+
+async def test_devices_gone_quiet_shrink_the_queue_and_report_what_it_drops(
+    tmp_path: Path,
+) -> None:
+    service, _ = make(tmp_path, queue_seconds=3)
+    await feed(service, [chunk(f"s{i}", 0, tone(1000, 1.0)) for i in range(4)])
+    await feed(service, [chunk("s0", seq, tone(1000, 1.0)) for seq in (1, 2)])
+    assert service.queue.maxlen == 12 and len(service.queue) == 6
+    later = time.monotonic() + 120.0  # past RECENT_SECONDS: only s0 is heard from since
+    service.recent.seen("s0", later)
+    service._resize_queue(later + 1.0)
+    assert service.queue.maxlen == 3 and service.queue.dropped == 3
+    lost = sorted((g.device, g.cause) for g in service.gaps.flush())
+    assert lost == [
+        ("s0", "inference_overload"),
+        ("s1", "inference_overload"),
+        ("s2", "inference_overload"),
+    ]

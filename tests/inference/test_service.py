@@ -188,7 +188,7 @@ async def test_hostile_payloads_are_rejected_and_counted(
 async def test_overload_drops_the_oldest_and_says_so(mqtt_settings: MqttSettings) -> None:
     slow = FakeClassifier(delay=0.3)
     async with service_and_listener(
-        mqtt_settings, slow, batch_size=1, queue_size=3, max_wait_ms=0
+        mqtt_settings, slow, batch_size=1, queue_seconds=3, max_wait_ms=0
     ) as (service, bus, listener, sensor):
         for seq in range(30):
             sensor.publish(chunk("yor", seq, tone(1000, 1.0)))

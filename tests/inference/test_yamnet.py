@@ -74,7 +74,14 @@ def test_load_through_settings(yamnet_dir: Path) -> None:
     model = load_classifier(
         InferenceSettings(backend="yamnet", yamnet_dir=yamnet_dir, yamnet_fetch=False, threads=1)
     )
-    assert model.model_id == "qualcomm/YamNet-w8a8" and model.sample_rate == 16_000
+    # float (the int8 graph dequantised) by default; int8 on request
+    assert model.model_id == "qualcomm/YamNet-w8a8-dequantised" and model.sample_rate == 16_000
+    int8 = load_classifier(
+        InferenceSettings(
+            backend="yamnet", yamnet_dir=yamnet_dir, yamnet_fetch=False, yamnet_precision="int8"
+        )
+    )
+    assert int8.model_id == "qualcomm/YamNet-w8a8"
 
 
 def test_missing_model_without_fetch_names_the_setting(tmp_path: Path) -> None:

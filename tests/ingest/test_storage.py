@@ -365,7 +365,8 @@ def test_a_prototype_era_database_is_migrated(database: str) -> None:
             "('yor', %s, 7, 1, 60, 50, '{\"20\": 1.5, \"200000\": 2.5}', false, %s, %s)",
             (t - timedelta(seconds=30), sync_id, t),
         )
-        assert db.migrate(conn) == ["0005_compact_partitions"]
+        later = [f"{m.version:04d}_{m.name}" for m in db.migrations() if m.version >= 5]
+        assert db.migrate(conn) == later and later[0] == "0005_compact_partitions"
     got: list[Any] = rows(
         database,
         "SELECT label, rating, device, sync_id, sync_time, rank FROM detections ORDER BY rank",

@@ -5,7 +5,12 @@
         proxy.stall()                               # nothing moves; nothing is closed
         proxy.resume()                              # held bytes flow on
         proxy.stall_after(4096)                     # stall once 4 kB more went upstream
-        proxy.freeze_upstream()                     # clients' bytes stay unread, for good
+        proxy.freeze_upstream()                     # clients' bytes stay unread
+        proxy.freeze_downstream()                   # the server's bytes stay unread
+        proxy.thaw()                                # both directions read again
+        proxy.cut()                                 # close every connection, as a reset
+
+    TcpProxy("127.0.0.1", 1883, delay_s=0.15)      # each direction 150 ms late: RTT 300 ms
 
 While stalled the proxy neither reads nor writes nor accepts, and closes nothing: each side's
 kernel still acknowledges what fits in its buffers and keeps answering keepalive probes, so
@@ -15,7 +20,12 @@ filter or netem; a stall is the closest a test gets to a dead link without root.
 Frozen upstream, only the client-to-server direction stops: what clients send (results,
 pings, new CONNECTs) stays unread, on every connection, new ones too, as on an uplink that
 stopped, while what the server sends (audio) still arrives. `close` then drops whatever was
-left unread.
+left unread. Frozen downstream is the mirror image: the server's answers (acknowledgements)
+stay unread while what clients send still reaches it.
+
+With `delay_s`, each chunk read from one side is written to the other `delay_s` seconds
+later (in order; the bandwidth is loopback's): a long, fat link such as GSM or a remote
+broker. A stall holds the delayed bytes too.
 """
 
 from __future__ import annotations
@@ -25,6 +35,8 @@ import logging
 import selectors
 import socket
 import threading
+import time
+from collections import deque
 from types import TracebackType
 
 log = logging.getLogger(__name__)
@@ -37,18 +49,21 @@ class TcpProxy:
     """Forwards every connection to 127.0.0.1:port to (host, upstream_port), one thread per
     direction."""
 
-    def __init__(self, host: str, upstream_port: int) -> None:
+    def __init__(self, host: str, upstream_port: int, delay_s: float = 0.0) -> None:
         self.upstream = (host, upstream_port)
+        self.delay_s = delay_s
         self._forwarding = threading.Event()
         self._forwarding.set()
         self._closing = threading.Event()
         self._budget: int | None = None  # upstream bytes still allowed before a stall
         self._lock = threading.Lock()
-        # freeze_upstream: the flag, and how many upstream pumps are reading or forwarding.
+        # freeze_*: the flags, and how many pumps of each direction (True: upstream) are
+        # reading or forwarding.
         self._idle = threading.Condition(self._lock)
-        self._frozen = False
-        self._forwarding_up = 0
+        self._frozen = {True: False, False: False}
+        self._busy = {True: 0, False: 0}
         self._sockets: list[socket.socket] = []
+        self._cut: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
         self.connections = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -73,13 +88,36 @@ class TcpProxy:
         self._forwarding.set()
 
     def freeze_upstream(self, timeout_s: float = 5.0) -> None:
-        """Stop reading from clients, on every connection (new ones too), for good; returns
-        once no pump is forwarding any more, so nothing a client sends from now on gets
-        through. The server-to-client direction keeps flowing."""
+        """Stop reading from clients, on every connection (new ones too), until `thaw`;
+        returns once no pump is forwarding any more, so nothing a client sends from now on
+        gets through. The server-to-client direction keeps flowing."""
+        self._freeze(True, timeout_s)
+
+    def freeze_downstream(self, timeout_s: float = 5.0) -> None:
+        """Stop reading from the server, on every connection, until `thaw`: its answers
+        (acknowledgements) stay unread while what clients send still reaches it."""
+        self._freeze(False, timeout_s)
+
+    def thaw(self) -> None:
+        """Read both directions again (what was left unread flows on)."""
         with self._idle:
-            self._frozen = True
-            if not self._idle.wait_for(lambda: self._forwarding_up == 0, timeout_s):
-                raise TimeoutError(f"an upstream pump still forwards after {timeout_s} s")
+            self._frozen = {True: False, False: False}
+
+    def cut(self) -> None:
+        """Close every open connection at once (both sides see it end), as a link reset
+        does; new connections are accepted as before."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+            self._cut += sockets  # closed by `close`, once their pumps are gone
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _freeze(self, upstream: bool, timeout_s: float) -> None:
+        with self._idle:
+            self._frozen[upstream] = True
+            if not self._idle.wait_for(lambda: self._busy[upstream] == 0, timeout_s):
+                raise TimeoutError(f"a pump still forwards after {timeout_s} s")
 
     @property
     def stalled(self) -> bool:
@@ -91,7 +129,8 @@ class TcpProxy:
         self._closing.set()
         self._forwarding.set()
         with self._lock:
-            sockets, self._sockets = self._sockets, []
+            sockets, self._sockets = self._sockets + self._cut, []
+            self._cut = []
             threads = list(self._threads)
         for sock in sockets:
             with contextlib.suppress(OSError):
@@ -151,6 +190,8 @@ class TcpProxy:
             self._spawn(self._pump, "tcpproxy-up", client, server, True)
             self._spawn(self._pump, "tcpproxy-down", server, client, False)
 
+    # --- one direction of one connection ----------------------------------------------------
+
     def _allowed(self, data: bytes, upstream: bool) -> tuple[bytes, bytes]:
         """(what may go now, what waits for the resume); stalls when the budget runs out."""
         if not upstream:
@@ -166,40 +207,51 @@ class TcpProxy:
             return now, later
 
     def _pump(self, src: socket.socket, dst: socket.socket, upstream: bool) -> None:
-        """Copy src to dst; on EOF half-close dst, on an error shut both."""
+        """Copy src to dst (through a delay line when `delay_s`); on EOF half-close dst, on
+        an error shut both."""
+        line = _DelayLine(self, src, dst, upstream) if self.delay_s > 0 else None
         with selectors.DefaultSelector() as sel:
             try:
                 sel.register(src, selectors.EVENT_READ)
             except (OSError, ValueError):
                 return
             while self._wait_forwarding():
-                if upstream and self._frozen:
-                    self._closing.wait(_TICK)  # leave the client's bytes unread
+                if self._frozen[upstream]:
+                    self._closing.wait(_TICK)  # leave the bytes unread
                     continue
                 if not sel.select(_TICK):
                     continue
-                if not upstream:
-                    if not self._forward(src, dst, upstream):
-                        return
-                    continue
                 with self._idle:
-                    if self._frozen:
+                    if self._frozen[upstream]:
                         continue
-                    self._forwarding_up += 1
+                    self._busy[upstream] += 1
                 try:
-                    if not self._forward(src, dst, upstream):
+                    data = self._read(src)
+                    if line is not None:
+                        line.put(data)
+                        if not data:
+                            return
+                    elif not self._deliver(src, dst, data, upstream):
                         return
                 finally:
                     with self._idle:
-                        self._forwarding_up -= 1
+                        self._busy[upstream] -= 1
                         self._idle.notify_all()
+        if line is not None:
+            line.put(None)
 
-    def _forward(self, src: socket.socket, dst: socket.socket, upstream: bool) -> bool:
-        """Move what src has to dst; False once this direction has ended."""
+    @staticmethod
+    def _read(src: socket.socket) -> bytes | None:
+        """What src has: bytes, b"" at EOF, None after a reset."""
         try:
-            data = src.recv(_CHUNK)
+            return src.recv(_CHUNK)
         except OSError:
-            data = None
+            return None
+
+    def _deliver(
+        self, src: socket.socket, dst: socket.socket, data: bytes | None, upstream: bool
+    ) -> bool:
+        """Move `data` to dst; False once this direction has ended."""
         if not data:
             # EOF (b"") passes on as a half-close; a reset (None) shuts both sides.
             self._end(src, dst, half=data is not None)
@@ -223,3 +275,35 @@ class TcpProxy:
         if not half:
             with contextlib.suppress(OSError):
                 src.shutdown(socket.SHUT_RDWR)
+
+
+class _DelayLine:
+    """Writes what one pump read `delay_s` after it was read, in order, from its own thread."""
+
+    def __init__(
+        self, proxy: TcpProxy, src: socket.socket, dst: socket.socket, upstream: bool
+    ) -> None:
+        self.proxy, self.src, self.dst, self.upstream = proxy, src, dst, upstream
+        self._queue: deque[tuple[float, bytes | None]] = deque()
+        self._ready = threading.Condition()
+        proxy._spawn(self._run, "tcpproxy-delay")
+
+    def put(self, data: bytes | None) -> None:
+        """Queue `data` (b"": EOF, None: reset or the proxy closing) for its due time."""
+        with self._ready:
+            self._queue.append((time.monotonic() + self.proxy.delay_s, data))
+            self._ready.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue:
+                    if self.proxy._closing.is_set():
+                        return
+                    self._ready.wait(_TICK)
+                due, data = self._queue.popleft()
+            wait = due - time.monotonic()
+            if wait > 0 and self.proxy._closing.wait(wait):
+                return
+            if not self.proxy._deliver(self.src, self.dst, data, self.upstream):
+                return

@@ -4,7 +4,9 @@
   the original prototype's path;
 - `onnx`: AST in ONNX Runtime through optimum (`ORTModelForAudioClassification`), fp32 or
   int8, from a hub repo's `onnx/` folder or a folder made by `soundscape export-onnx`;
-- `yamnet`: the int8 YAMNet ONNX model (521 AudioSet classes) with a numpy front end.
+- `yamnet`: the YAMNet ONNX model (521 AudioSet classes) with a numpy front end, in float
+  (its int8 weights dequantised, the default) or int8;
+- `birdnet`: BirdNET GLOBAL 6K V2.4 (bird species) in LiteRT, publishing species results.
 
 Each backend is imported only when chosen, so a YAMNet worker never loads torch.
 """
@@ -139,6 +141,10 @@ def load_classifier(settings: InferenceSettings) -> Classifier:
         from services.inference.backends.yamnet import YamNet
 
         return YamNet.load(settings)
+    if settings.backend == "birdnet":
+        from services.inference.backends.birdnet import BirdNet
+
+        return BirdNet.load(settings)
     raise ConfigError(f"unknown backend {settings.backend!r}")
 
 

@@ -1,0 +1,1 @@
+"""`soundscape evaluate`: how well a backend labels a labelled folder, and how two agree."""

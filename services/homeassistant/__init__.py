@@ -1,0 +1,1 @@
+"""`soundscape homeassistant`: Home Assistant MQTT discovery and JSON state topics."""

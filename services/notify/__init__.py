@@ -1,0 +1,1 @@
+"""`soundscape notify`: Apprise notifications for noise events and devices in trouble."""

@@ -1,0 +1,5 @@
+"""`python -m services.simulate`."""
+
+from services.simulate.app import main
+
+raise SystemExit(main())
