@@ -11,6 +11,7 @@ import streamlit as st
 
 from services.dashboard import core, figures, queries, queries_fleet
 from services.dashboard.charts import top_classes_figure
+from services.dashboard.species import render_species
 from services.dashboard.ui import Page, chart, section, table
 
 #: Devices drawn in the fleet level chart (the loudest of the range).
@@ -103,6 +104,8 @@ def show(page: Page) -> None:
             st.info("No detections in this range yet.")
         else:
             chart("classes", top_classes_figure(top), top)
+    with section("Bird species"):
+        render_species(page.conn, page.known, span.start, span.end)
     if "noise_events" in page.tables:
         with section("Noise events"):
             events = page.query(queries.noise_events, page.known, span.start, span.end, EVENTS)

@@ -170,7 +170,7 @@ def test_without_the_password_only_the_form_is_shown_and_nothing_is_queried(
     assert not at.exception
     assert not at.error
     assert not at.text_input
-    assert [h.value for h in at.header] == ["Overview"]
+    assert [h.value for h in at.header] == ["Overview", "Bird species"]
     assert proxy.connections >= 1
     assert "password" not in at.session_state
     # Later runs of the same session stay unlocked.

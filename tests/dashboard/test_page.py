@@ -86,7 +86,7 @@ def test_overview_places_every_device_and_marks_the_never_seen(
     app = run_page(monkeypatch, dsn)
     assert not app.exception
     assert not app.error
-    assert [h.value for h in app.header] == ["Overview"]
+    assert [h.value for h in app.header] == ["Overview", "Bird species"]
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Devices"] == "4"
     assert metrics["Never seen"] == "1"  # spare: in the registry, never reported
