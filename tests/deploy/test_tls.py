@@ -113,6 +113,10 @@ def test_settings() -> None:
         MqttSettings(cert_file=Path("c.crt"))
 
 
+# A TLS 1.3 broker refuses a missing client certificate after the handshake; paho then closes
+# the socket while aiomqtt may still ask the loop to watch it, and asyncio logs that callback's
+# "Bad file descriptor" (a race inside the libraries, after the refusal the test checks).
+@pytest.mark.allow_log_exceptions
 async def test_bus_needs_the_ca(broker: Broker, prefix: str) -> None:
     pki = broker.pki
     assert await connects(settings(broker.tls, prefix, ca_file=pki.ca), 10)

@@ -102,6 +102,8 @@ async def test_discovery_states_birth_and_removal(
     task = asyncio.create_task(service.run())
     publisher = MqttBus(mqtt_settings, node="ha-test-publisher", service="test")
     try:
+        # Results are not retained: publish them once the service has subscribed.
+        await asyncio.wait_for(service.bus.connected.wait(), 10)
         async with running(publisher):
             publisher.publish(Status(device="yor", service="capture", state="online"))
             publisher.publish(Status(device="ham.1", service="capture", state="offline"))

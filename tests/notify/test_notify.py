@@ -90,8 +90,9 @@ async def test_delivered_once_and_a_dead_target_changes_nothing_else(
         task = asyncio.create_task(service.run())
         publisher = MqttBus(mqtt_settings, node="notify-test-publisher", service="test")
         try:
+            # Events are not retained: publish them once notify has subscribed.
+            await asyncio.wait_for(service.bus.connected.wait(), 10)
             async with running(publisher):
-                await asyncio.sleep(0.5)  # notify subscribed (its own bus connects meanwhile)
                 publisher.publish(status("online", time.time()))
                 for msg in (event(START), event(START), event(START + 10, seq=10)):
                     publisher.publish(msg)
