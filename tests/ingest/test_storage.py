@@ -172,6 +172,7 @@ def check_rollups(dsn: str) -> None:
                     assert mean == pytest.approx(
                         10 * math.log10(want[energy_col] / want[seconds]), abs=0.01
                     )
+    check_bands(dsn)
     recomputed = rows(
         dsn,
         "SELECT d.device, date_trunc('hour', d.window_start, 'UTC'), d.model, n.id, count(*), "
@@ -188,6 +189,48 @@ def check_rollups(dsn: str) -> None:
         assert got[:5] == want[:5]
         assert got[5] == pytest.approx(want[5], abs=1e-6)
         assert got[6] == want[6]
+
+
+def check_bands(dsn: str) -> None:
+    """The per-band energetic means of levels_minute and levels_hourly equal a recomputation
+    (in Python) from the bands of the levels view, within 0.01 dB."""
+    windows: list[Any] = rows(
+        dsn,
+        "SELECT device, window_start, window_duration, bands FROM levels WHERE bands IS NOT NULL",
+    )
+    assert windows
+    for unit, table in (("minute", "levels_minute"), ("hour", "levels_hourly")):
+        sums: dict[tuple[str, datetime], list[tuple[float, float]]] = {}
+        seconds: dict[tuple[str, datetime], float] = {}
+        for device, start, duration, bands in windows:
+            key = (
+                device,
+                start.replace(
+                    second=0, microsecond=0, **({} if unit == "minute" else {"minute": 0})
+                ),
+            )
+            acc = sums.setdefault(key, [(0.0, 0.0)] * len(BAND_ORDER))
+            sums[key] = [
+                acc[j]
+                if v is None
+                else (acc[j][0] + duration * 10 ** (v / 10), acc[j][1] + duration)
+                for j, v in enumerate(bands)
+            ]
+            seconds[key] = seconds.get(key, 0.0) + duration
+        stored = {
+            (d, b): (s, m)
+            for d, b, s, m in rows(dsn, f"SELECT device, bucket, band_seconds, bands FROM {table}")
+            if m is not None
+        }
+        assert stored.keys() == sums.keys()
+        for key, acc in sums.items():
+            got_seconds, got = stored[key]
+            assert got_seconds == pytest.approx(seconds[key], abs=1e-9)
+            want = [None if w == 0 else 10 * math.log10(e / w) for e, w in acc]
+            assert [g is None for g in got] == [w is None for w in want]
+            assert [g for g in got if g is not None] == pytest.approx(
+                [w for w in want if w is not None], abs=0.01
+            )
 
 
 def check_hourly(dsn: str) -> None:
@@ -277,10 +320,14 @@ def test_partitions_are_made_ahead_and_for_every_day_a_batch_touches(
     today = datetime.now(UTC).date()
     ahead = {today + timedelta(days=k) for k in range(-1, 3)}
     wanted = ahead | {date(2020, 2, 29), date(2026, 11, 26)}
-    for table in ("levels", "labels"):
+    for table in ("levels_packed", "labels_packed"):
         assert set(partitions(schema, table)) == day_names(table, wanted) | {f"{table}_default"}
         assert rows(schema, f"SELECT count(*) FROM {table}_default") == [(0,)]
-    assert rows(schema, "SELECT count(*) FROM levels_p20200229") == [(1,)]
+    assert rows(schema, "SELECT count(*) FROM levels_packed_p20200229") == [(1,)]
+    # the rollups: month partitions for the same days' months
+    months = {d.replace(day=1) for d in wanted}
+    got = set(partitions(schema, "levels_hourly"))
+    assert got == {f"levels_hourly_p{m:%Y%m}" for m in months} | {"levels_hourly_default"}
     # idempotent: the same days again create nothing
     with psycopg.connect(schema, autocommit=True) as conn:
         assert db.ensure_partitions(conn, wanted, set()) == 0
@@ -294,9 +341,14 @@ def test_rows_of_a_day_without_partition_are_kept_and_moved_into_it(schema: str)
             "uncalibrated, sync_id, sync_time) VALUES ('yor', %s, 1, 1, 50, false, %s, now())",
             (t, uuid.uuid4()),
         )
-        assert db.ensure_partitions(conn, {t.date()}, set()) == 2
-    assert rows(schema, "SELECT count(*) FROM levels_default") == [(0,)]
-    assert rows(schema, "SELECT count(*) FROM levels_p20210601") == [(1,)]
+        conn.execute("SELECT soundscape_recompute_rollups()")
+        assert rows(schema, "SELECT count(*) FROM levels_minute_default") == [(1,)]
+        # 2 day partitions (levels, labels) and 5 month partitions (the rollups)
+        assert db.ensure_partitions(conn, {t.date()}, set()) == 7
+    assert rows(schema, "SELECT count(*) FROM levels_packed_default") == [(0,)]
+    assert rows(schema, "SELECT count(*) FROM levels_packed_p20210601") == [(1,)]
+    assert rows(schema, "SELECT count(*) FROM levels_minute_default") == [(0,)]
+    assert rows(schema, "SELECT count(*) FROM levels_minute_p202106") == [(1,)]
 
 
 def test_retention_drops_exactly_the_expired_partitions(schema: str) -> None:
@@ -310,16 +362,16 @@ def test_retention_drops_exactly_the_expired_partitions(schema: str) -> None:
             "false, gen_random_uuid(), now() FROM unnest(%s::timestamptz[]) AS d",
             ([datetime(d.year, d.month, d.day, tzinfo=UTC) for d in days],),
         )
-        before = set(partitions(schema, "labels"))
+        before = set(partitions(schema, "labels_packed"))
         dropped = db.drop_expired(conn, {"levels": 7, "labels": 0}, now)
     # kept 7 days back from 10 Dec 06:00: 3 Dec (its end, 4 Dec 00:00, is too recent) on
     expired = {d for d in days if d <= date(2026, 12, 2)}
-    assert {(d.table, d.day) for d in dropped} == {("levels", d) for d in expired}
+    assert {(d.table, d.day) for d in dropped} == {("levels_packed", d) for d in expired}
     assert all(d.rows == 1 for d in dropped)
-    left = set(partitions(schema, "levels"))
-    assert left & day_names("levels", expired) == set()
-    assert day_names("levels", days - expired) <= left
-    assert set(partitions(schema, "labels")) == before  # 0 days: kept forever
+    left = set(partitions(schema, "levels_packed"))
+    assert left & day_names("levels_packed", expired) == set()
+    assert day_names("levels_packed", days - expired) <= left
+    assert set(partitions(schema, "labels_packed")) == before  # 0 days: kept forever
     assert rows(schema, "SELECT min(window_start) FROM levels")[0][0] == datetime(
         2026, 12, 3, 1, tzinfo=UTC
     )
@@ -338,7 +390,7 @@ def test_ingest_maintains_through_the_owner_url(schema: str, tmp_path: Path) -> 
         stats = sync.stats.snapshot()
     assert stats["maintenance_runs"] == 1
     assert stats["partitions_dropped"] == 2
-    assert "levels_p20200101" not in partitions(schema, "levels")
+    assert "levels_packed_p20200101" not in partitions(schema, "levels_packed")
 
 
 def test_a_prototype_era_database_is_migrated(database: str) -> None:
@@ -365,14 +417,15 @@ def test_a_prototype_era_database_is_migrated(database: str) -> None:
             "('yor', %s, 7, 1, 60, 50, '{\"20\": 1.5, \"200000\": 2.5}', false, %s, %s)",
             (t - timedelta(seconds=30), sync_id, t),
         )
-        assert db.migrate(conn) == ["0005_compact_partitions"]
+        assert db.migrate(conn) == ["0005_compact_partitions", "0006_minute_rows"]
     got: list[Any] = rows(
         database,
         "SELECT label, rating, device, sync_id, sync_time, rank FROM detections ORDER BY rank",
     )
     assert got == [
-        ("Hum", pytest.approx(0.43894055), "yor", sync_id, t, 1),
-        ("Mains hum", pytest.approx(0.3894045), "yor", sync_id, t, 2),
+        # scores are kept to 1e-4
+        ("Hum", pytest.approx(0.43894055, abs=5e-5), "yor", sync_id, t, 1),
+        ("Mains hum", pytest.approx(0.3894045, abs=5e-5), "yor", sync_id, t, 2),
     ]
     ((bands,),) = rows(database, "SELECT bands FROM levels")
     assert isinstance(bands, list) and len(bands) == len(BAND_ORDER)
@@ -380,8 +433,13 @@ def test_a_prototype_era_database_is_migrated(database: str) -> None:
     assert rows(database, "SELECT seconds, windows FROM levels_hourly") == [(1.0, 1)]
     assert rows(database, "SELECT windows FROM labels_hourly ORDER BY label_id") == [(1,), (1,)]
     assert rows(database, "SELECT name FROM band_names ORDER BY i") == [(n,) for n in BAND_ORDER]
-    assert rows(database, "SELECT to_regclass('detections_old'), to_regclass('levels_old')") == [
-        (None, None)
+    assert rows(
+        database,
+        "SELECT to_regclass('detections_old'), to_regclass('levels_old'), "
+        "to_regclass('levels_0005'), to_regclass('labels_0005')",
+    ) == [(None, None, None, None)]
+    assert rows(database, "SELECT band_seconds, bands[1], bands[41] FROM levels_minute") == [
+        (1.0, pytest.approx(1.5, abs=1e-4), pytest.approx(2.5, abs=1e-4))
     ]
 
 
@@ -393,6 +451,6 @@ def test_cli_maintain_drops_what_the_settings_expire(
     monkeypatch.setenv("SOUNDSCAPE_INGEST_KEEP_LEVELS_DAYS", "400")
     monkeypatch.delenv("SOUNDSCAPE_INGEST_KEEP_LABELS_DAYS", raising=False)
     assert main(["--database-url", schema, "--maintain"]) == 0
-    assert "1 expired day partitions dropped" in capsys.readouterr().out
-    assert "levels_p20190101" not in partitions(schema, "levels")
-    assert "labels_p20190101" in partitions(schema, "labels")  # kept forever by default
+    assert "1 expired partitions dropped" in capsys.readouterr().out
+    assert "levels_packed_p20190101" not in partitions(schema, "levels_packed")
+    assert "labels_packed_p20190101" in partitions(schema, "labels_packed")  # kept forever
