@@ -294,7 +294,13 @@ RETENTION: dict[str, tuple[str, ...]] = {
     "levels": ("levels_packed",),
     "labels": ("labels_packed",),
     "minute_rollups": ("levels_minute",),
-    "hourly_rollups": ("levels_hourly", "labels_hourly", "summaries_hourly", "indices_hourly"),
+    "hourly_rollups": (
+        "levels_hourly",
+        "labels_hourly",
+        "summaries_hourly",
+        "indices_hourly",
+        "labelled_hourly",
+    ),
 }
 _PARTITION_NAME = re.compile(r"^([a-z_]+)_p(\d{6}|\d{8})$")
 #: The packed tables whose insert takes a per-device advisory lock (see `push`).

@@ -114,20 +114,17 @@ LEVEL_ROLLUPS = {"minute": "levels_minute", "hour": "levels_hourly"}
 
 def _band_ctes(unit: str) -> list[str]:
     """CTEs of the per-band energetic means of `new` per device and `unit` bucket
-    (`bands_{unit}`: device, bucket, seconds of the windows with bands, 41 means or null),
+    (`bands_{unit}`: device, bucket, seconds (the most any band has), 41 means or null),
     from the bands as stored (smallint centi-dB, so they equal a recomputation)."""
-    b = f"date_trunc('{unit}', nbu.ts, 'UTC')"
     return [
-        f"bm_{unit} AS (SELECT nbu.device, {b} AS bucket, nbu.j, "
-        "(10 * log10(sum(nbu.d * power(10::double precision, nbu.v / 1000.0)) "
-        "/ sum(nbu.d::double precision)))::real AS mean FROM nbu GROUP BY 1, 2, 3)",
-        f"bs_{unit} AS (SELECT w.device, date_trunc('{unit}', w.ts, 'UTC') AS bucket, "
-        "sum(w.d::double precision) AS seconds "
-        "FROM (SELECT DISTINCT device, ts, d FROM nbu) w GROUP BY 1, 2)",
-        f"bands_{unit} AS (SELECT k.device, k.bucket, k.seconds, CASE WHEN count(m.mean) > 0 "
-        "THEN array_agg(m.mean ORDER BY g.j) END AS bands "
-        f"FROM bs_{unit} k CROSS JOIN generate_series(1, 41) AS g(j) LEFT JOIN bm_{unit} m "
-        "ON m.device = k.device AND m.bucket = k.bucket AND m.j = g.j GROUP BY 1, 2, 3)",
+        f"bm_{unit} AS (SELECT nbu.device, date_trunc('{unit}', nbu.ts, 'UTC') AS bucket, "
+        "nbu.j, sum(nbu.d::double precision) FILTER (WHERE nbu.v IS NOT NULL) AS seconds, "
+        "(10 * log10(sum(nbu.d * 10 ^ (nbu.v / 1000.0::double precision)) "
+        "/ sum(nbu.d::double precision) FILTER (WHERE nbu.v IS NOT NULL)))::real AS mean "
+        "FROM nbu GROUP BY 1, 2, 3)",
+        f"bands_{unit} AS (SELECT device, bucket, coalesce(max(seconds), 0) AS seconds, "
+        "CASE WHEN count(mean) > 0 THEN array_agg(mean ORDER BY j) END AS bands "
+        f"FROM bm_{unit} GROUP BY 1, 2)",
     ]
 
 
@@ -212,7 +209,7 @@ LEVELS_CTES = (
         "nb AS (SELECT new.device, new.ts, new.window_duration AS d, "
         "soundscape_pack_bands(new.bands) AS b FROM new WHERE new.bands IS NOT NULL)",
         "nbu AS (SELECT nb.device, nb.ts, nb.d, u.j, u.v FROM nb "
-        "CROSS JOIN LATERAL unnest(nb.b) WITH ORDINALITY AS u(v, j) WHERE u.v IS NOT NULL)",
+        "CROSS JOIN LATERAL unnest(nb.b) WITH ORDINALITY AS u(v, j))",
         *_band_ctes("minute"),
         *_band_ctes("hour"),
 )
@@ -332,14 +329,20 @@ INDICES_HOURLY = _hourly(
 )
 
 #: Every rollup table ingest maintains.
-ROLLUP_TABLES = (*LEVEL_ROLLUPS.values(), "labels_hourly", "summaries_hourly", "indices_hourly")
+ROLLUP_TABLES = (
+    *LEVEL_ROLLUPS.values(),
+    "labels_hourly",
+    "summaries_hourly",
+    "indices_hourly",
+    "labelled_hourly",
+)
 
 #: Label counts and scores per device, UTC hour, model and label, from `new` (label rows).
 LABELS_HOURLY = (
     "INSERT INTO labels_hourly (device, bucket, model, label_id, windows, score_sum, "
     "score_max) SELECT new.device, date_trunc('hour', to_timestamp(new.window_start), 'UTC'), "
-    "new.model, n.id, count(*), sum(soundscape_score(new.rating) / 10000.0)::float8, "
-    "max((soundscape_score(new.rating) / 10000.0)::real) "
+    "new.model, n.id, count(*), sum(soundscape_score(new.rating) / 10000.0::float8), "
+    "max((soundscape_score(new.rating) / 10000.0::float8)::real) "
     "FROM new JOIN label_names n ON n.name = new.label GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 "
     "ON CONFLICT (device, bucket, model, label_id) DO UPDATE SET "
     "windows = labels_hourly.windows + EXCLUDED.windows, "
@@ -348,6 +351,17 @@ LABELS_HOURLY = (
 )
 
 _LEVEL_UPSERTS = tuple((t, _levels_rollup(u, t)) for u, t in LEVEL_ROLLUPS.items())
+
+#: Labelled windows (and their seconds) per device, UTC hour and model, from `neww`.
+LABELLED_HOURLY = (
+    "INSERT INTO labelled_hourly (device, bucket, model, windows, seconds) "
+    "SELECT neww.device, date_trunc('hour', neww.ts, 'UTC'), neww.model, count(*), "
+    "sum(neww.dur::double precision) FROM neww GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "
+    "ON CONFLICT (device, bucket, model) DO UPDATE SET "
+    "windows = labelled_hourly.windows + EXCLUDED.windows, "
+    "seconds = labelled_hourly.seconds + EXCLUDED.seconds"
+)
+_LABEL_UPSERTS = (("labels_hourly", LABELS_HOURLY), ("labelled_hourly", LABELLED_HOURLY))
 
 #: Label names not yet in the catalogue (run before the labels insert). NOT EXISTS first, so
 #: that a known name never draws (and wastes) a smallint id from the identity sequence.
@@ -372,8 +386,8 @@ TABLES: dict[str, Table] = {
             ("inference_ms", "real"),
         ),
         ("device", "window_start", "model"),
-        rollups=(("labels_hourly", LABELS_HOURLY),),
-        statement=packed_statement(LABELS_CTES, (("labels_hourly", LABELS_HOURLY),)),
+        rollups=_LABEL_UPSERTS,
+        statement=packed_statement(LABELS_CTES, _LABEL_UPSERTS),
     ),
     "levels": Table(
         "levels",

@@ -87,6 +87,7 @@ def test_migrations_create_the_contract_tables_once(database: str) -> None:
             "0003_indices_coverage",
             "0004_gap_reports",
             "0005_compact_partitions",
+            "0006_minute_rows",
         ]
         assert db.migrate(conn) == []
         columns: dict[str, set[str]] = {}
@@ -96,7 +97,7 @@ def test_migrations_create_the_contract_tables_once(database: str) -> None:
         ):
             columns.setdefault(table, set()).add(column)
         versions = conn.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
-    assert versions == [(1,), (2,), (3,), (4,), (5,)]
+    assert versions == [(1,), (2,), (3,), (4,), (5,), (6,)]
     for table, wanted in CONTRACT.items():
         assert set(wanted.split()) <= columns[table], table
     for table in TABLES.values():
@@ -122,7 +123,7 @@ def test_concurrent_migrations_serialise_on_the_advisory_lock(database: str) -> 
     for t in threads:
         t.join()
     assert not errors
-    assert sorted(len(r) for r in results) == [0, 0, 0, 5]
+    assert sorted(len(r) for r in results) == [0, 0, 0, 6]
 
 
 def test_a_sync_stores_every_kind_with_one_sync_id_and_empties_the_spool(
@@ -333,14 +334,18 @@ def test_ingest_works_as_the_writer_role(
 
 def test_the_writer_cannot_read_results_nor_change_them(roles: tuple[str, str]) -> None:
     writer, _ = roles
-    statements = ["CREATE TABLE mine (x int)", "DROP TABLE levels", "DELETE FROM devices"]
+    statements = ["CREATE TABLE mine (x int)", "DROP TABLE levels_packed", "DELETE FROM devices"]
     for table in [*(t.name for t in TABLES.values()), "syncs", "gaps"]:
-        statements += [
-            f"SELECT * FROM {table}",
-            f"DELETE FROM {table}",
-            f"UPDATE {table} SET sync_time = now()",
-            f"TRUNCATE {table}",
-        ]
+        statements.append(f"SELECT * FROM {table}")
+        # levels and labels are views (not updatable) of the packed tables, below
+        if table not in ("levels", "labels"):
+            statements += [
+                f"DELETE FROM {table}",
+                f"UPDATE {table} SET sync_time = now()",
+                f"TRUNCATE {table}",
+            ]
+    statements += [f"{verb} levels_packed" for verb in ("DELETE FROM", "TRUNCATE")]
+    statements += [f"{verb} labels_packed" for verb in ("DELETE FROM", "TRUNCATE")]
     statements.append("SELECT rating FROM detections")
     with psycopg.connect(writer, autocommit=True) as conn:
         for statement in statements:
@@ -362,7 +367,7 @@ def test_the_reader_reads_everything_and_cannot_write(
         for statement in (
             "INSERT INTO syncs (sync_id, sync_time, source, rows) "
             "VALUES (gen_random_uuid(), now(), 'x', 0)",
-            "DELETE FROM levels",
+            "DELETE FROM levels_packed",
             "UPDATE devices SET name = 'x'",
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):

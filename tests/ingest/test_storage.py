@@ -343,8 +343,8 @@ def test_rows_of_a_day_without_partition_are_kept_and_moved_into_it(schema: str)
         )
         conn.execute("SELECT soundscape_recompute_rollups()")
         assert rows(schema, "SELECT count(*) FROM levels_minute_default") == [(1,)]
-        # 2 day partitions (levels, labels) and 5 month partitions (the rollups)
-        assert db.ensure_partitions(conn, {t.date()}, set()) == 7
+        # 2 day partitions (levels, labels) and 6 month partitions (the rollups)
+        assert db.ensure_partitions(conn, {t.date()}, set()) == 8
     assert rows(schema, "SELECT count(*) FROM levels_packed_default") == [(0,)]
     assert rows(schema, "SELECT count(*) FROM levels_packed_p20210601") == [(1,)]
     assert rows(schema, "SELECT count(*) FROM levels_minute_default") == [(0,)]

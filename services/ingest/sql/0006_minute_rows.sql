@@ -35,12 +35,12 @@ $$;
 -- Row i of a packed n x 41 band array as real[] dB; null when all of it is null.
 CREATE FUNCTION soundscape_unpack_bands(b smallint[], i bigint) RETURNS real[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN count(v) > 0 THEN array_agg((v / 100.0)::real ORDER BY k) END
+    SELECT CASE WHEN count(v) > 0 THEN array_agg((v / 100.0::float8)::real ORDER BY k) END
     FROM unnest(b[i:i][1:41]) WITH ORDINALITY AS u(v, k)
 $$;
 CREATE FUNCTION soundscape_unpack_scores(s smallint[]) RETURNS real[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT array_agg((v / 10000.0)::real ORDER BY k) FROM unnest(s) WITH ORDINALITY AS u(v, k)
+    SELECT array_agg((v / 10000.0::float8)::real ORDER BY k) FROM unnest(s) WITH ORDINALITY AS u(v, k)
 $$;
 -- Offset of a window start in its UTC minute, in microseconds.
 CREATE FUNCTION soundscape_offset(t timestamptz) RETURNS integer
@@ -106,8 +106,10 @@ ALTER TABLE labels_hourly RENAME TO labels_hourly_old;
 ALTER TABLE summaries_hourly RENAME TO summaries_hourly_old;
 ALTER TABLE indices_hourly RENAME TO indices_hourly_old;
 
--- bands: energetic mean per band (band_names order) over the bucket's windows that have
--- bands, each weighted by its duration; band_seconds: the sum of those durations.
+-- bands: energetic mean per band (band_names order) over the bucket's windows with a value
+-- for that band, each weighted by its duration; band_seconds: the most seconds any band has
+-- a value for (the weight of the means when they are combined; the seconds of the windows
+-- with bands when, as from the levels service, every such window has the same bands).
 CREATE TABLE levels_minute (
     device text NOT NULL,
     bucket timestamptz NOT NULL,
@@ -129,6 +131,17 @@ CREATE TABLE summaries_hourly (LIKE summaries_hourly_old INCLUDING ALL)
 CREATE TABLE indices_hourly (LIKE indices_hourly_old INCLUDING ALL) PARTITION BY RANGE (bucket);
 DROP TABLE levels_minute_old, levels_hourly_old, labels_hourly_old, summaries_hourly_old,
     indices_hourly_old;
+-- Labelled windows per device, hour and model: how many and their seconds (the
+-- dashboard's classification coverage over long ranges).
+CREATE TABLE labelled_hourly (
+    device text NOT NULL,
+    bucket timestamptz NOT NULL,
+    model text NOT NULL,
+    windows integer NOT NULL,
+    seconds double precision NOT NULL,
+    PRIMARY KEY (device, bucket, model)
+) PARTITION BY RANGE (bucket);
+CREATE TABLE labelled_hourly_default PARTITION OF labelled_hourly DEFAULT;
 CREATE TABLE levels_minute_default PARTITION OF levels_minute DEFAULT;
 CREATE TABLE levels_hourly_default PARTITION OF levels_hourly DEFAULT;
 CREATE TABLE labels_hourly_default PARTITION OF labels_hourly DEFAULT;
@@ -168,7 +181,8 @@ BEGIN
                 ('levels_packed', 'minute', 'day'), ('labels_packed', 'minute', 'day'),
                 ('levels_minute', 'bucket', 'month'), ('levels_hourly', 'bucket', 'month'),
                 ('labels_hourly', 'bucket', 'month'), ('summaries_hourly', 'bucket', 'month'),
-                ('indices_hourly', 'bucket', 'month')) AS s(parent, col, unit) LOOP
+                ('indices_hourly', 'bucket', 'month'), ('labelled_hourly', 'bucket', 'month'))
+                AS s(parent, col, unit) LOOP
             lo := date_trunc(spec.unit, d::timestamp) AT TIME ZONE 'UTC';
             hi := lo + ('1 ' || spec.unit)::interval;
             part := spec.parent || '_p' || to_char(lo AT TIME ZONE 'UTC',
@@ -430,29 +444,12 @@ GROUP BY w.device, w.m, w.model, f.ids, f.sc;
 DROP TABLE levels_0005;
 DROP TABLE labels_0005;
 
--- Band means of one packed levels row (n x 41 smallint centi-dB) weighted by the windows'
--- durations: (seconds of the windows with bands, 41 energetic means or null).
-CREATE FUNCTION soundscape_band_means(b smallint[], d real[], OUT band_seconds float8,
-                                      OUT bands real[])
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    WITH u AS (
-        SELECT (k - 1) / 41 + 1 AS i, (k - 1) % 41 + 1 AS j, v
-        FROM unnest(b) WITH ORDINALITY AS x(v, k) WHERE v IS NOT NULL
-    ), m AS (
-        SELECT j, (10 * log10(sum(d[i] * power(10::float8, v / 1000.0))
-                              / sum(d[i]::float8)))::real AS mean
-        FROM u GROUP BY j
-    )
-    SELECT (SELECT coalesce(sum(d[i]::float8), 0) FROM (SELECT DISTINCT i FROM u) w),
-           (SELECT CASE WHEN count(m.mean) > 0 THEN array_agg(m.mean ORDER BY s.j) END
-            FROM generate_series(1, 41) AS s(j) LEFT JOIN m ON m.j = s.j)
-$$;
-
 -- The rollups recomputed from the raw rows: ingest maintains them as batches land; this
 -- fills them for the rows moved above, and is the one recomputation that tests and
 -- benchmarks (which insert raw rows directly) and an operator (after editing raw rows) run.
 CREATE FUNCTION soundscape_recompute_rollups() RETURNS void LANGUAGE sql AS $$
-    TRUNCATE levels_minute, levels_hourly, labels_hourly, summaries_hourly, indices_hourly;
+    TRUNCATE levels_minute, levels_hourly, labels_hourly, summaries_hourly, indices_hourly,
+        labelled_hourly;
     INSERT INTO levels_minute (device, bucket, seconds, leq_energy, laeq_seconds, laeq_energy,
                                lceq_seconds, lceq_energy, windows, band_seconds, bands)
     SELECT p.device, p.minute, s.*, b.band_seconds, b.bands
@@ -465,7 +462,20 @@ CREATE FUNCTION soundscape_recompute_rollups() RETURNS void LANGUAGE sql AS $$
                coalesce(sum(d * power(10::float8, lceq / 10)), 0), count(*)::integer
         FROM unnest(p.durations, p.leq_db, p.laeq_db, p.lceq_db) AS u(d, leq, laeq, lceq)
     ) AS s
-    CROSS JOIN LATERAL soundscape_band_means(p.bands, p.durations) AS b;
+    CROSS JOIN LATERAL (
+        SELECT coalesce(max(q.seconds), 0) AS band_seconds,
+               CASE WHEN count(q.mean) > 0 THEN array_agg(q.mean ORDER BY q.j) END AS bands
+        FROM (
+            SELECT (x.k - 1) % 41 + 1 AS j,
+                   sum(w.d::float8) FILTER (WHERE x.v IS NOT NULL) AS seconds,
+                   (10 * log10(sum(w.d * 10 ^ (x.v / 1000.0::float8))
+                               / sum(w.d::float8) FILTER (WHERE x.v IS NOT NULL)))::real AS mean
+            -- durations by window joined, not subscripted (a subscript detoasts per element)
+            FROM unnest(p.bands) WITH ORDINALITY AS x(v, k)
+            JOIN unnest(p.durations) WITH ORDINALITY AS w(d, i) ON w.i = (x.k - 1) / 41 + 1
+            GROUP BY 1
+        ) q
+    ) AS b;
     INSERT INTO levels_hourly (device, bucket, seconds, leq_energy, laeq_seconds, laeq_energy,
                                lceq_seconds, lceq_energy, windows, band_seconds, bands)
     WITH hb AS (
@@ -491,9 +501,14 @@ CREATE FUNCTION soundscape_recompute_rollups() RETURNS void LANGUAGE sql AS $$
     FROM sums s LEFT JOIN hbands ON hbands.device = s.device AND hbands.h = s.h;
     INSERT INTO labels_hourly (device, bucket, model, label_id, windows, score_sum, score_max)
     SELECT p.device, date_trunc('hour', p.minute, 'UTC'), p.model, u.label_id, count(*),
-           sum(u.score / 10000.0)::float8, max((u.score / 10000.0)::real)
+           sum(u.score / 10000.0::float8), max((u.score / 10000.0::float8)::real)
     FROM labels_packed p CROSS JOIN LATERAL unnest(p.label_ids, p.scores) AS u(label_id, score)
     GROUP BY 1, 2, 3, 4;
+    INSERT INTO labelled_hourly (device, bucket, model, windows, seconds)
+    SELECT p.device, date_trunc('hour', p.minute, 'UTC'), p.model,
+           sum(cardinality(p.offsets_us)),
+           sum((SELECT sum(d::float8) FROM unnest(p.durations) AS d))
+    FROM labels_packed p GROUP BY 1, 2, 3;
 
     INSERT INTO summaries_hourly
     SELECT device, date_trunc('hour', window_start, 'UTC'), window_duration, count(*),
