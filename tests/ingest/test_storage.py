@@ -454,3 +454,62 @@ def test_cli_maintain_drops_what_the_settings_expire(
     assert "1 expired partitions dropped" in capsys.readouterr().out
     assert "levels_packed_p20190101" not in partitions(schema, "levels_packed")
     assert "labels_packed_p20190101" in partitions(schema, "labels_packed")  # kept forever
+
+
+def test_rollup_retention_drops_exactly_the_expired_months(schema: str) -> None:
+    now = datetime(2026, 12, 10, 6, tzinfo=UTC)
+    months = [date(2026, m, 1) for m in range(6, 13)]  # June .. December
+    with psycopg.connect(schema, autocommit=True) as conn:
+        db.ensure_partitions(conn, set(months), set())
+        conn.execute(
+            "INSERT INTO levels_minute (device, bucket, seconds, leq_energy, laeq_seconds, "
+            "laeq_energy, lceq_seconds, lceq_energy, windows) SELECT 'yor', d, 1, 1, 0, 0, 0, "
+            "0, 1 FROM unnest(%s::timestamptz[]) AS d",
+            ([datetime(m.year, m.month, 15, tzinfo=UTC) for m in months],),
+        )
+        hourly = set(partitions(schema, "labels_hourly"))
+        # 100 days back from 10 Dec 06:00 is 1 Sep 06:00: June, July and August have ended
+        dropped = db.drop_expired(conn, {"minute_rollups": 100}, now)
+    assert [(d.table, d.day, d.rows) for d in dropped] == [
+        ("levels_minute", date(2026, m, 1), 1) for m in (6, 7, 8)
+    ]
+    left = set(partitions(schema, "levels_minute"))
+    assert left >= {f"levels_minute_p2026{m:02d}" for m in range(9, 13)}
+    assert not left & {f"levels_minute_p2026{m:02d}" for m in (6, 7, 8)}
+    assert "levels_minute_default" in left
+    assert set(partitions(schema, "labels_hourly")) == hourly  # hourly: kept forever
+    assert rows(schema, "SELECT min(bucket) FROM levels_minute") == [
+        (datetime(2026, 9, 15, tzinfo=UTC),)
+    ]
+    assert db.expired(date(2026, 9, 1), 100, now, monthly=True) is False
+    assert db.expired(date(2025, 12, 1), 10, datetime(2026, 1, 11, tzinfo=UTC), monthly=True)
+
+
+def test_the_views_refuse_a_stored_window_and_read_back_what_was_inserted(schema: str) -> None:
+    t = datetime(2026, 11, 23, 10, 0, 30, 250_000, tzinfo=UTC)
+    sync_id = uuid.uuid4()
+    with psycopg.connect(schema, autocommit=True) as conn:
+        db.ensure_partitions(conn, {t.date()}, set())
+        insert = (
+            "INSERT INTO levels (device, window_start, window_seq, window_duration, leq_db, "
+            "bands, uncalibrated, sync_id, sync_time) VALUES ('yor', %s, %s, 1, 61.234, %s, "
+            "false, %s, now())"
+        )
+        bands = [None] * len(BAND_ORDER)
+        bands[17] = 55.555
+        conn.execute(insert, (t, 1, bands, sync_id))
+        conn.execute(insert, (t + timedelta(seconds=1), 2, None, sync_id))
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(insert, (t, 3, None, sync_id))
+    got: list[Any] = rows(
+        schema, "SELECT window_start, window_seq, leq_db, bands, minute FROM levels ORDER BY 1"
+    )
+    assert [g[0] for g in got] == [t, t + timedelta(seconds=1)]
+    assert [g[1] for g in got] == [1, 2]
+    assert got[0][2] == pytest.approx(61.234, abs=1e-5)
+    assert got[0][3][17] == pytest.approx(55.56, abs=1e-4)  # centi-dB
+    assert got[1][3] is None
+    assert got[0][4] == t.replace(second=0, microsecond=0)
+    assert rows(
+        schema, "SELECT count(*), cardinality(offsets_us) FROM levels_packed GROUP BY 2"
+    ) == [(1, 2)]
