@@ -7,28 +7,33 @@
 Starts a throwaway PostgreSQL cluster (`services.localservers.start_postgres`) and in it
 two databases, both built by ingest's own migrations (`services.ingest.db.migrations`):
 
-- **compact** (every migration, 0005 included): `--devices` devices for `--days` days at the
-  real cadence, written with COPY: one `levels` row a second with all 41 bands as `real[]`,
-  one `labels` row a second (top-5 with the default model id), one `level_summaries` row
-  and one `indices` row a minute (the levels service's default intervals). No noise events
-  or gaps are seeded. Day partitions are made first with `soundscape_ensure_partitions`, as
-  ingest does. The rollups (`levels_minute`, `levels_hourly`, `labels_hourly`,
-  `summaries_hourly`, `indices_hourly`) are then filled by `soundscape_recompute_rollups()`,
-  migration 0005's recomputation over the seeded rows (one `INSERT ... SELECT ... GROUP BY`
-  per table), a
-  recomputation of the form tests/ingest/test_storage.py finds equal to what ingest's
-  incremental upserts store (ingest's own insert path, staging one row per label, was not
-  used: it would make the seeding several times slower);
+- **compact** (every migration, 0006 included): `--devices` devices for `--days` days at the
+  real cadence, written with COPY straight into the packed tables, one row per device-minute
+  as ingest stores them: `levels_packed` (60 windows a row, all 41 bands as smallint
+  centi-dB, drawn from 256 random spectra used in turn, so consecutive windows differ: no
+  help for the compression) and `labels_packed` (60 top-5 windows with the default model
+  id), plus one `level_summaries` row and one `indices` row a minute (the levels service's
+  default intervals). No noise events or gaps are seeded. Day partitions are made first
+  with `soundscape_ensure_partitions`, as ingest does. The rollups (`levels_minute`,
+  `levels_hourly`, `labels_hourly`, `summaries_hourly`, `indices_hourly`,
+  `labelled_hourly`) are then filled by `soundscape_recompute_rollups()`, migration 0006's
+  recomputation over the seeded rows, which tests/ingest/test_storage.py finds equal to what
+  ingest's incremental upserts store (ingest's own insert path, staging one row per label,
+  was not used: it would make the seeding several times slower);
 - **old** (migrations up to 0004: one `detections` row per label with its three indexes,
   `levels.bands` as jsonb): the same devices and rows for `--old-days` days (default 1).
   Its size is scaled per device-day; its query times are for what was seeded, so its week
   and month ranges read only `--old-days` of data (the output says so).
 
-It prints the load time (COPY, rollups, VACUUM ANALYZE), bytes per device-day
-(`pg_total_relation_size` summed over each table's partitions) of the raw tables and of the
-rollups, whether a year of one sensor fits on a 64 GB card with the default retention
+It prints the machine's load average, the load time (COPY, rollups, VACUUM ANALYZE),
+bytes per device-day (`pg_total_relation_size` summed over each table's partitions, split
+into heap, TOAST and indexes) of the raw tables and of the rollups, the average stored size
+of each column of a packed row (`pg_column_size`, after compression), whether a year of
+one sensor fits on a 64 GB card with the default retention
 (keep everything), and the time of every public query of `services.dashboard.queries` for the
-last hour, day, week and month with 1 device and with all of them. Times are wall-clock
+last hour, day, week and month with 1 device and with all of them, in the compact database
+both as the page calls them (rollups beyond 6 h) and, for the four that take `rollups`,
+reading raw rows ("compact, raw rows": before rollups). Times are wall-clock
 medians of `--repeat` runs after one warm-up run (a query whose warm-up took over 2 s is
 shown with that one run); a query over `--timeout` s is cancelled and shown as such.
 """

@@ -364,9 +364,7 @@ def drop_expired(
                     if not expired(day.date(), keep, now, monthly):
                         continue
                     ident = sql.Identifier(name)
-                    row = conn.execute(
-                        sql.SQL("SELECT count(*) FROM {}").format(ident)
-                    ).fetchone()
+                    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()
                     conn.execute(sql.SQL("DROP TABLE {}").format(ident))
                     dropped.append(Dropped(table, day.date(), int(row[0]) if row else 0))
             mine = [d for d in dropped if d.table == table]

@@ -180,38 +180,37 @@ _PACKED_LEVELS = (
 #: Levels: the staged windows not yet in their minute's row (`new`) are appended to it, one
 #: upsert per device and minute, and feed the rollups. Parameters: sync_id, sync_time.
 LEVELS_CTES = (
-        "s AS (SELECT st.*, to_timestamp(st.window_start) AS ts FROM stage_levels st)",
-        "new AS (SELECT s.* FROM s WHERE NOT EXISTS (SELECT 1 FROM levels_packed p "
-        "WHERE p.device = s.device AND p.minute = date_trunc('minute', s.ts, 'UTC') "
-        "AND soundscape_offset(s.ts) = ANY(p.offsets_us)))",
-        "ins AS (INSERT INTO levels_packed (device, minute, "
-        + ", ".join(_PACKED_LEVELS)
-        + ") SELECT new.device, date_trunc('minute', new.ts, 'UTC'), "
-        "array_agg(soundscape_offset(new.ts) ORDER BY new.ts), "
-        "array_agg(new.window_seq ORDER BY new.ts), "
-        "array_agg(new.window_duration ORDER BY new.ts), "
-        + ", ".join(
-            f"array_agg(new.{c}::real ORDER BY new.ts)"
-            for c in ("leq_db", "laeq_db", "lceq_db", "peak_db", "dbfs")
-        )
-        + ", array_agg(soundscape_pack_bands(new.bands) ORDER BY new.ts), "
-        "array_agg(coalesce(new.clipped, false) ORDER BY new.ts), "
-        + ", ".join(
-            f"array_agg(new.{c}::real ORDER BY new.ts)"
-            for c in ("gain_db", "sensitivity_dbv", "vadc")
-        )
-        + ", array_agg(new.uncalibrated ORDER BY new.ts), "
-        "array_fill(%s::uuid, ARRAY[count(*)::integer]), "
-        "array_fill(%s::timestamptz, ARRAY[count(*)::integer]) "
-        "FROM new GROUP BY 1, 2 ORDER BY 1, 2 ON CONFLICT (device, minute) DO UPDATE SET "
-        + _append("levels_packed", _PACKED_LEVELS)
-        + ")",
-        "nb AS (SELECT new.device, new.ts, new.window_duration AS d, "
-        "soundscape_pack_bands(new.bands) AS b FROM new WHERE new.bands IS NOT NULL)",
-        "nbu AS (SELECT nb.device, nb.ts, nb.d, u.j, u.v FROM nb "
-        "CROSS JOIN LATERAL unnest(nb.b) WITH ORDINALITY AS u(v, j))",
-        *_band_ctes("minute"),
-        *_band_ctes("hour"),
+    "s AS (SELECT st.*, to_timestamp(st.window_start) AS ts FROM stage_levels st)",
+    "new AS (SELECT s.* FROM s WHERE NOT EXISTS (SELECT 1 FROM levels_packed p "
+    "WHERE p.device = s.device AND p.minute = date_trunc('minute', s.ts, 'UTC') "
+    "AND soundscape_offset(s.ts) = ANY(p.offsets_us)))",
+    "ins AS (INSERT INTO levels_packed (device, minute, "
+    + ", ".join(_PACKED_LEVELS)
+    + ") SELECT new.device, date_trunc('minute', new.ts, 'UTC'), "
+    "array_agg(soundscape_offset(new.ts) ORDER BY new.ts), "
+    "array_agg(new.window_seq ORDER BY new.ts), "
+    "array_agg(new.window_duration ORDER BY new.ts), "
+    + ", ".join(
+        f"array_agg(new.{c}::real ORDER BY new.ts)"
+        for c in ("leq_db", "laeq_db", "lceq_db", "peak_db", "dbfs")
+    )
+    + ", array_agg(soundscape_pack_bands(new.bands) ORDER BY new.ts), "
+    "array_agg(coalesce(new.clipped, false) ORDER BY new.ts), "
+    + ", ".join(
+        f"array_agg(new.{c}::real ORDER BY new.ts)" for c in ("gain_db", "sensitivity_dbv", "vadc")
+    )
+    + ", array_agg(new.uncalibrated ORDER BY new.ts), "
+    "array_fill(%s::uuid, ARRAY[count(*)::integer]), "
+    "array_fill(%s::timestamptz, ARRAY[count(*)::integer]) "
+    "FROM new GROUP BY 1, 2 ORDER BY 1, 2 ON CONFLICT (device, minute) DO UPDATE SET "
+    + _append("levels_packed", _PACKED_LEVELS)
+    + ")",
+    "nb AS (SELECT new.device, new.ts, new.window_duration AS d, "
+    "soundscape_pack_bands(new.bands) AS b FROM new WHERE new.bands IS NOT NULL)",
+    "nbu AS (SELECT nb.device, nb.ts, nb.d, u.j, u.v FROM nb "
+    "CROSS JOIN LATERAL unnest(nb.b) WITH ORDINALITY AS u(v, j))",
+    *_band_ctes("minute"),
+    *_band_ctes("hour"),
 )
 
 _PACKED_LABELS = (

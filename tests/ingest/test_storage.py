@@ -217,11 +217,8 @@ def check_bands(dsn: str) -> None:
                 for j, v in enumerate(bands)
             ]
             seconds[key] = seconds.get(key, 0.0) + duration
-        stored = {
-            (d, b): (s, m)
-            for d, b, s, m in rows(dsn, f"SELECT device, bucket, band_seconds, bands FROM {table}")
-            if m is not None
-        }
+        found: list[Any] = rows(dsn, f"SELECT device, bucket, band_seconds, bands FROM {table}")
+        stored = {(d, b): (s, m) for d, b, s, m in found if m is not None}
         assert stored.keys() == sums.keys()
         for key, acc in sums.items():
             got_seconds, got = stored[key]
@@ -495,7 +492,7 @@ def test_the_views_refuse_a_stored_window_and_read_back_what_was_inserted(schema
             "bands, uncalibrated, sync_id, sync_time) VALUES ('yor', %s, %s, 1, 61.234, %s, "
             "false, %s, now())"
         )
-        bands = [None] * len(BAND_ORDER)
+        bands: list[float | None] = [None] * len(BAND_ORDER)
         bands[17] = 55.555
         conn.execute(insert, (t, 1, bands, sync_id))
         conn.execute(insert, (t + timedelta(seconds=1), 2, None, sync_id))
