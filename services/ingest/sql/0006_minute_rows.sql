@@ -396,11 +396,11 @@ END $$;
 CREATE TRIGGER detections_insert INSTEAD OF INSERT ON detections
     FOR EACH ROW EXECUTE FUNCTION detections_insert();
 
--- Move the existing rows: partitions for their days first, then rows, then rollups.
+-- Move the existing rows: partitions for their days first, then rows, then rollups (the
+-- days ahead are made by ingest at its next sync).
 SELECT soundscape_ensure_partitions(ARRAY(
     SELECT DISTINCT (window_start AT TIME ZONE 'UTC')::date FROM levels_0005
-    UNION SELECT DISTINCT (window_start AT TIME ZONE 'UTC')::date FROM labels_0005
-    UNION SELECT (now() AT TIME ZONE 'UTC')::date + k FROM generate_series(-1, 2) AS k));
+    UNION SELECT DISTINCT (window_start AT TIME ZONE 'UTC')::date FROM labels_0005));
 
 INSERT INTO levels_packed
 SELECT device, date_trunc('minute', window_start, 'UTC') AS m,
