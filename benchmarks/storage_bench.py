@@ -409,8 +409,10 @@ def _breakdown(dsn: str, tables: Sequence[str]) -> dict[str, tuple[int, int, int
                 "SELECT coalesce(sum(pg_relation_size(c.oid)), 0), "
                 "coalesce(sum(pg_total_relation_size(nullif(c.reltoastrelid, 0))), 0), "
                 "coalesce(sum(pg_indexes_size(c.oid)), 0) "
-                "FROM pg_partition_tree(%s::regclass) p JOIN pg_class c ON c.oid = p.relid",
-                (t,),
+                # a plain table is its own one-row tree
+                "FROM (SELECT relid FROM pg_partition_tree(%(t)s::regclass) UNION "
+                "SELECT %(t)s::regclass) p JOIN pg_class c ON c.oid = p.relid",
+                {"t": t},
             ).fetchone()
             assert row is not None
             out[t] = (int(row[0]), int(row[1]), int(row[2]))
