@@ -666,19 +666,29 @@ def classification_coverage(
             conn,
             """
             WITH ev AS (
-                SELECT device, window_start AS t, 1 AS chunk, NULL::timestamptz AS ends
-                FROM levels_between(%(devices)s, %(start)s, %(end)s)
+                -- only the arrays needed, unpacked straight from the minute rows
+                SELECT p.device, p.minute + u.off * interval '1 microsecond' AS t, 1 AS chunk,
+                       NULL::timestamptz AS ends
+                FROM levels_packed p CROSS JOIN LATERAL unnest(p.offsets_us) AS u(off)
+                WHERE p.device = ANY(%(devices)s)
+                  AND p.minute >= date_trunc('minute', %(start)s::timestamptz, 'UTC')
+                  AND p.minute < %(end)s
                 UNION ALL
-                SELECT device, window_start, 0,
-                       window_start + window_duration * interval '1 second'
-                FROM labels_between(%(devices)s, %(start)s - interval '1 hour', %(end)s)
+                SELECT p.device, p.minute + u.off * interval '1 microsecond', 0,
+                       p.minute + u.off * interval '1 microsecond' + u.d * interval '1 second'
+                FROM labels_packed p
+                CROSS JOIN LATERAL unnest(p.offsets_us, p.durations) AS u(off, d)
+                WHERE p.device = ANY(%(devices)s)
+                  AND p.minute >= date_trunc('minute', %(start)s::timestamptz, 'UTC')
+                                  - interval '1 hour'
+                  AND p.minute < %(end)s
             ), swept AS (
                 SELECT device, t, chunk, max(ends) OVER (PARTITION BY device ORDER BY t, chunk
                                                          ROWS UNBOUNDED PRECEDING) AS covered
                 FROM ev
             )
             SELECT device, count(*) AS measured, count(*) FILTER (WHERE covered > t) AS classified
-            FROM swept WHERE chunk = 1 AND t >= %(start)s
+            FROM swept WHERE chunk = 1 AND t >= %(start)s AND t < %(end)s
             GROUP BY device ORDER BY device
             """,
             params,
