@@ -510,3 +510,98 @@ def test_the_views_refuse_a_stored_window_and_read_back_what_was_inserted(schema
     assert rows(
         schema, "SELECT count(*), cardinality(offsets_us) FROM levels_packed GROUP BY 2"
     ) == [(1, 2)]
+
+
+def test_a_0005_database_is_packed_by_0006_with_every_window_and_label(database: str) -> None:
+    t = datetime(2026, 11, 23, 10, 0, 5, tzinfo=UTC)
+    sync_id = uuid.uuid4()
+    windows = [  # (seconds after t, labels) of one device and minute, one of the next minute
+        (0, [("Hum", 0.9), ("Car", 0.5)]),
+        (1, [("Bird", 0.7)]),
+        (2, [("Car", 0.6), ("Hum", 0.4), ("Dog", 0.1)]),
+        (60, [("Dog", 0.8)]),
+    ]
+    with psycopg.connect(database, autocommit=True) as conn, conn.transaction():
+        conn.execute(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+            "applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for mig in db.migrations()[:5]:
+            conn.execute(mig.sql.encode())
+            conn.execute("INSERT INTO schema_migrations VALUES (%s, %s)", (mig.version, mig.name))
+        conn.execute("SELECT soundscape_ensure_partitions(ARRAY[%s::date])", (t.date(),))
+        for k, (dt, labels) in enumerate(windows):
+            for name, _ in labels:
+                conn.execute(
+                    "INSERT INTO label_names (name) VALUES (%s) ON CONFLICT DO NOTHING", (name,)
+                )
+            conn.execute(
+                "INSERT INTO labels (device, window_start, window_seq, window_duration, model, "
+                "label_ids, scores, sync_id, sync_time) SELECT 'yor', %s, %s, 1, 'ast', "
+                "ARRAY(SELECT id FROM label_names n JOIN unnest(%s::text[]) WITH ORDINALITY "
+                "AS u(name, r) USING (name) ORDER BY r), %s::real[], %s, now()",
+                (
+                    t + timedelta(seconds=dt),
+                    k,
+                    [n for n, _ in labels],
+                    [s for _, s in labels],
+                    sync_id,
+                ),
+            )
+            conn.execute(
+                "INSERT INTO levels (device, window_start, window_seq, window_duration, leq_db, "
+                "uncalibrated, sync_id, sync_time) VALUES ('yor', %s, %s, 1, %s, false, %s, now())",
+                (t + timedelta(seconds=dt), k, 50 + k, sync_id),
+            )
+        assert db.migrate(conn) == ["0006_minute_rows"]
+    got = rows(
+        database,
+        "SELECT window_start, label, rating, rank FROM detections ORDER BY window_start, rank",
+    )
+    want = [
+        (t + timedelta(seconds=dt), name, pytest.approx(score, abs=1e-4), rank)
+        for dt, labels in windows
+        for rank, (name, score) in enumerate(labels, start=1)
+    ]
+    assert got == want
+    assert rows(database, "SELECT window_seq, leq_db FROM levels ORDER BY window_start") == [
+        (k, 50.0 + k) for k in range(len(windows))
+    ]
+    assert rows(database, "SELECT count(*), sum(cardinality(offsets_us)) FROM labels_packed") == [
+        (2, 4)
+    ]
+    assert rows(database, "SELECT sum(windows) FROM labelled_hourly") == [(4,)]
+    assert rows(database, "SELECT sum(windows) FROM labels_hourly") == [(7,)]
+
+
+def test_labels_inserted_into_detections_join_their_window_in_its_minute_row(
+    schema: str,
+) -> None:
+    t = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
+    sync_id = uuid.uuid4()
+    order = [
+        (0, "Hum", 0.9),
+        (10, "Car", 0.8),
+        (0, "Bird", 0.5),
+        (10, "Dog", 0.3),
+        (0, "Rain", 0.2),
+    ]
+    with psycopg.connect(schema, autocommit=True) as conn:
+        for dt, label, rating in order:
+            conn.execute(
+                "INSERT INTO detections (label, rating, device, sync_id, sync_time, window_start, "
+                "window_seq, window_duration, model, rank) "
+                "VALUES (%s, %s, 'yor', %s, now(), %s, %s, 1, 'ast', 1)",
+                (label, rating, sync_id, t + timedelta(seconds=dt), dt),
+            )
+    got = rows(
+        schema, "SELECT window_start, label, rank FROM detections ORDER BY window_start, rank"
+    )
+    assert got == [
+        (t, "Hum", 1),
+        (t, "Bird", 2),
+        (t, "Rain", 3),
+        (t + timedelta(seconds=10), "Car", 1),
+        (t + timedelta(seconds=10), "Dog", 2),
+    ]
+    assert rows(schema, "SELECT ends FROM labels_packed") == [([3, 5],)]
