@@ -82,9 +82,16 @@ def _fill(dsn: str, devices: list[str], days: float, detection_days: float, end:
                 {"d": device, "end": end, "n": int(detection_days * 86400), "sync": uuid.uuid4()},
             )
         # the rollups ingest maintains as batches land (rows inserted directly are not rolled
-        # up): migration 0005's recomputation
+        # up; rows inserted into the levels / labels views are appended to their minute rows
+        # one at a time by a trigger: slow, about 1 ms a row): the one recomputation
         conn.execute("SELECT soundscape_recompute_rollups()")
-        for table in ("levels", "labels", "levels_minute", "levels_hourly", "labels_hourly"):
+        for table in (
+            "levels_packed",
+            "labels_packed",
+            "levels_minute",
+            "levels_hourly",
+            "labels_hourly",
+        ):
             conn.execute(f"VACUUM ANALYZE {table}")
 
 

@@ -7,28 +7,33 @@
 Starts a throwaway PostgreSQL cluster (`services.localservers.start_postgres`) and in it
 two databases, both built by ingest's own migrations (`services.ingest.db.migrations`):
 
-- **compact** (every migration, 0005 included): `--devices` devices for `--days` days at the
-  real cadence, written with COPY: one `levels` row a second with all 41 bands as `real[]`,
-  one `labels` row a second (top-5 with the default model id), one `level_summaries` row
-  and one `indices` row a minute (the levels service's default intervals). No noise events
-  or gaps are seeded. Day partitions are made first with `soundscape_ensure_partitions`, as
-  ingest does. The rollups (`levels_minute`, `levels_hourly`, `labels_hourly`,
-  `summaries_hourly`, `indices_hourly`) are then filled by `soundscape_recompute_rollups()`,
-  migration 0005's recomputation over the seeded rows (one `INSERT ... SELECT ... GROUP BY`
-  per table), a
-  recomputation of the form tests/ingest/test_storage.py finds equal to what ingest's
-  incremental upserts store (ingest's own insert path, staging one row per label, was not
-  used: it would make the seeding several times slower);
+- **compact** (every migration, 0006 included): `--devices` devices for `--days` days at the
+  real cadence, written with COPY straight into the packed tables, one row per device-minute
+  as ingest stores them: `levels_packed` (60 windows a row, all 41 bands as smallint
+  centi-dB, drawn from 256 random spectra used in turn, so consecutive windows differ: no
+  help for the compression) and `labels_packed` (60 top-5 windows with the default model
+  id), plus one `level_summaries` row and one `indices` row a minute (the levels service's
+  default intervals). No noise events or gaps are seeded. Day partitions are made first
+  with `soundscape_ensure_partitions`, as ingest does. The rollups (`levels_minute`,
+  `levels_hourly`, `labels_hourly`, `summaries_hourly`, `indices_hourly`,
+  `labelled_hourly`) are then filled by `soundscape_recompute_rollups()`, migration 0006's
+  recomputation over the seeded rows, which tests/ingest/test_storage.py finds equal to what
+  ingest's incremental upserts store (ingest's own insert path, staging one row per label,
+  was not used: it would make the seeding several times slower);
 - **old** (migrations up to 0004: one `detections` row per label with its three indexes,
   `levels.bands` as jsonb): the same devices and rows for `--old-days` days (default 1).
   Its size is scaled per device-day; its query times are for what was seeded, so its week
   and month ranges read only `--old-days` of data (the output says so).
 
-It prints the load time (COPY, rollups, VACUUM ANALYZE), bytes per device-day
-(`pg_total_relation_size` summed over each table's partitions) of the raw tables and of the
-rollups, whether a year of one sensor fits on a 64 GB card with the default retention
+It prints the machine's load average, the load time (COPY, rollups, VACUUM ANALYZE),
+bytes per device-day (`pg_total_relation_size` summed over each table's partitions, split
+into heap, TOAST and indexes) of the raw tables and of the rollups, the average stored size
+of each column of a packed row (`pg_column_size`, after compression), whether a year of
+one sensor fits on a 64 GB card with the default retention
 (keep everything), and the time of every public query of `services.dashboard.queries` for the
-last hour, day, week and month with 1 device and with all of them. Times are wall-clock
+last hour, day, week and month with 1 device and with all of them, in the compact database
+both as the page calls them (rollups beyond 6 h) and, for the four that take `rollups`,
+reading raw rows ("compact, raw rows": before rollups). Times are wall-clock
 medians of `--repeat` runs after one warm-up run (a query whose warm-up took over 2 s is
 shown with that one run); a query over `--timeout` s is cancelled and shown as such.
 """
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import shutil
 import signal
@@ -70,7 +76,7 @@ LABELS = (
 SUMMARY_SECONDS = 60
 INDICES_SECONDS = 60
 #: Raw tables (what retention would drop) and rollups, per schema.
-RAW_NEW = ("levels", "labels", "level_summaries", "indices")
+RAW_NEW = ("levels_packed", "labels_packed", "level_summaries", "indices")
 RAW_OLD = ("levels", "detections", "level_summaries", "indices")
 #: Dashboard presets and the bench's month.
 RANGES = (
@@ -154,6 +160,88 @@ def _labels_lines(
             )
 
 
+def _centi_pool(rng: random.Random) -> list[str]:
+    """A few hundred distinct band spectra as smallint centi-dB COPY text, reused in turn."""
+    return [
+        "{" + ",".join(str(round(rng.uniform(10, 70) * 100)) for _ in BAND_ORDER) + "}"
+        for _ in range(256)
+    ]
+
+
+def _arr(values: Iterator[str] | list[str]) -> str:
+    return "{" + ",".join(values) + "}"
+
+
+def _packed_levels_lines(device: str, start: int, seconds: int) -> Iterator[str]:
+    """levels_packed rows (one a minute) of the same windows as `_levels_lines`."""
+    rng = random.Random(f"{device}{start}")
+    bands = _centi_pool(rng)
+    sync_time = f'"{_ts(start + seconds)}"'
+    for m in range(start, start + seconds, 60):
+        ts = range(m, min(m + 60, start + seconds))
+        n = len(ts)
+        leq = [55 + 10 * math.sin(t / 3600) + rng.uniform(-3, 3) for t in ts]
+        ones = _arr(["1"] * n)
+        yield (
+            "\t".join(
+                (
+                    device,
+                    _ts(m),
+                    _arr([str((t - m) * 1_000_000) for t in ts]),
+                    _arr([str(t) for t in ts]),
+                    ones,
+                    _arr([f"{v:.2f}" for v in leq]),
+                    _arr([f"{v - 4:.2f}" for v in leq]),
+                    _arr([f"{v + 2:.2f}" for v in leq]),
+                    _arr([f"{v + 15:.2f}" for v in leq]),
+                    _arr([f"{v - 120:.2f}" for v in leq]),
+                    _arr([bands[t % len(bands)] for t in ts]),
+                    _arr(["f"] * n),
+                    _arr(["0"] * n),
+                    _arr(["-38"] * n),
+                    _arr(["3.3"] * n),
+                    _arr(["f"] * n),
+                    _arr([str(SYNC_ID)] * n),
+                    _arr([sync_time] * n),
+                )
+            )
+            + "\n"
+        )
+
+
+def _packed_labels_lines(
+    device: str, start: int, seconds: int, ids: dict[str, int]
+) -> Iterator[str]:
+    """labels_packed rows (one a minute) of top-5 windows, as `_labels_lines` draws them."""
+    rng = random.Random(f"L{device}{start}")
+    sync_time = f'"{_ts(start + seconds)}"'
+    for m in range(start, start + seconds, 60):
+        ts = range(m, min(m + 60, start + seconds))
+        n = len(ts)
+        tops = [rng.sample(LABELS, 5) for _ in ts]
+        scores = [sorted((rng.randrange(10000) for _ in range(5)), reverse=True) for _ in ts]
+        yield (
+            "\t".join(
+                (
+                    device,
+                    _ts(m),
+                    MODEL,
+                    _arr([str((t - m) * 1_000_000) for t in ts]),
+                    _arr([str(t) for t in ts]),
+                    _arr(["1"] * n),
+                    _arr([str(5 * (k + 1)) for k in range(n)]),
+                    _arr([str(ids[label]) for top in tops for label in top]),
+                    _arr([str(v) for sc in scores for v in sc]),
+                    _arr(["t" if "Speech" in top else "f" for top in tops]),
+                    _arr([f"{rng.uniform(80, 200):.1f}" for _ in ts]),
+                    _arr([str(SYNC_ID)] * n),
+                    _arr([sync_time] * n),
+                )
+            )
+            + "\n"
+        )
+
+
 def _summary_lines(device: str, start: int, seconds: int) -> Iterator[str]:
     rng = random.Random(f"S{device}{start}")
     sync_time = _ts(start + seconds)
@@ -185,6 +273,14 @@ LEVELS_COLS = (
 LABELS_COLS = (
     "device, window_start, window_seq, window_duration, model, label_ids, scores, "
     "speech_present, inference_ms, sync_id, sync_time"
+)
+PACKED_LEVELS_COLS = (
+    "device, minute, offsets_us, seqs, durations, leq_db, laeq_db, lceq_db, peak_db, dbfs, "
+    "bands, clipped, gain_db, sensitivity_dbv, vadc, uncalibrated, sync_ids, sync_times"
+)
+PACKED_LABELS_COLS = (
+    "device, minute, model, offsets_us, seqs, durations, ends, label_ids, scores, "
+    "speech_present, inference_ms, sync_ids, sync_times"
 )
 DETECTIONS_COLS = (
     "label, rating, device, sync_id, sync_time, window_start, window_seq, window_duration, "
@@ -251,8 +347,8 @@ def _seed(dsn: str, devices: Sequence[str], days: float, end: int, old: bool) ->
             for day_start in range(start, end, 86400):
                 n = min(86400, end - day_start)
                 with conn.transaction():
-                    _copy(conn, "levels", LEVELS_COLS, _levels_lines(device, day_start, n, old))
                     if old:
+                        _copy(conn, "levels", LEVELS_COLS, _levels_lines(device, day_start, n, old))
                         _copy(
                             conn,
                             "detections",
@@ -262,9 +358,15 @@ def _seed(dsn: str, devices: Sequence[str], days: float, end: int, old: bool) ->
                     else:
                         _copy(
                             conn,
-                            "labels",
-                            LABELS_COLS,
-                            _labels_lines(device, day_start, n, old, ids),
+                            "levels_packed",
+                            PACKED_LEVELS_COLS,
+                            _packed_levels_lines(device, day_start, n),
+                        )
+                        _copy(
+                            conn,
+                            "labels_packed",
+                            PACKED_LABELS_COLS,
+                            _packed_labels_lines(device, day_start, n, ids),
                         )
                     _copy(
                         conn, "level_summaries", SUMMARY_COLS, _summary_lines(device, day_start, n)
@@ -298,11 +400,74 @@ def _sizes(dsn: str, tables: Sequence[str]) -> dict[str, int]:
         }
 
 
+def _breakdown(dsn: str, tables: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+    """(heap, TOAST, indexes) bytes of each table, summed over its partitions."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        out = {}
+        for t in tables:
+            row = conn.execute(
+                "SELECT coalesce(sum(pg_relation_size(c.oid)), 0), "
+                "coalesce(sum(pg_total_relation_size(nullif(c.reltoastrelid, 0))), 0), "
+                "coalesce(sum(pg_indexes_size(c.oid)), 0) "
+                # a plain table is its own one-row tree
+                "FROM (SELECT relid FROM pg_partition_tree(%(t)s::regclass) UNION "
+                "SELECT %(t)s::regclass) p JOIN pg_class c ON c.oid = p.relid",
+                {"t": t},
+            ).fetchone()
+            assert row is not None
+            out[t] = (int(row[0]), int(row[1]), int(row[2]))
+        return out
+
+
+def _per_row(dsn: str) -> str:
+    """Average stored bytes of one packed minute row's columns (pg_column_size, i.e. after
+    compression), for the docs' "where the bytes go"."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        parts = []
+        for table, cols in (
+            ("levels_packed", PACKED_LEVELS_COLS),
+            ("labels_packed", PACKED_LABELS_COLS),
+        ):
+            names = [c.strip() for c in cols.split(",")]
+            avgs = ", ".join(f"avg(pg_column_size({c}))" for c in names)
+            row = conn.execute(
+                f"SELECT {avgs}, avg(pg_column_size(t.*)) FROM (SELECT * FROM {table} LIMIT 2000) t"
+            ).fetchone()
+            assert row is not None
+            cells = ", ".join(f"{n} {float(v):.0f}" for n, v in zip(names, row, strict=False))
+            parts.append(f"  {table}: row {float(row[-1]):.0f} B: {cells}")
+        return "\n".join(parts)
+
+
 def _queries(
-    conn: psycopg.Connection[Any], devices: list[str], start: datetime, end: datetime
+    conn: psycopg.Connection[Any],
+    devices: list[str],
+    start: datetime,
+    end: datetime,
+    rollups: bool = True,
 ) -> list[tuple[str, Callable[[], Any]]]:
-    """Every public query of services.dashboard.queries, called as the page calls them."""
+    """Every public query of services.dashboard.queries, called as the page calls them
+    (with `rollups` false, only those that take it, reading raw rows)."""
     bucket = core.bucket_for(end - start, 1500)
+    if not rollups:
+        return [
+            (
+                "level_series",
+                lambda: queries.level_series(conn, devices, start, end, bucket, rollups=False),
+            ),
+            (
+                "summary_series",
+                lambda: queries.summary_series(conn, devices, start, end, bucket, rollups=False),
+            ),
+            (
+                "top_classes",
+                lambda: queries.top_classes(conn, devices, start, end, 15, rollups=False),
+            ),
+            (
+                "indices_series",
+                lambda: queries.indices_series(conn, devices, start, end, bucket, rollups=False),
+            ),
+        ]
     return [
         ("device_ids", lambda: queries.device_ids(conn)),
         ("device_overview", lambda: queries.device_overview(conn, devices)),
@@ -349,7 +514,7 @@ def _time(conn: psycopg.Connection[Any], fn: Callable[[], Any], repeat: int) -> 
 
 
 def _time_all(
-    dsn: str, devices: list[str], end: datetime, repeat: int, timeout: float
+    dsn: str, devices: list[str], end: datetime, repeat: int, timeout: float, rollups: bool = True
 ) -> dict[tuple[str, str, int], str]:
     """{(query, range, device count): median seconds} for 1 device and for all."""
     out: dict[tuple[str, str, int], str] = {}
@@ -357,9 +522,14 @@ def _time_all(
         conn.execute(f"SET statement_timeout = {int(timeout * 1000)}")
         for label, span in RANGES:
             for group in sorted({1, len(devices)}):
-                for name, fn in _queries(conn, devices[:group], end - span, end):
+                for name, fn in _queries(conn, devices[:group], end - span, end, rollups):
                     out[(name, label, group)] = _time(conn, fn, repeat)
     return out
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} CPUs)"
 
 
 def _mb(n: float) -> str:
@@ -389,10 +559,11 @@ def main(argv: list[str] | None = None) -> int:
             admin.execute("CREATE DATABASE old")
         base = pg.dsn.rsplit("/", 1)[0]
         schemas: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = [
-            ("compact (0001-0005)", f"{base}/compact", RAW_NEW, ROLLUP_TABLES)
+            ("compact (0001-0006)", f"{base}/compact", RAW_NEW, ROLLUP_TABLES)
         ]
         if not args.skip_old:
             schemas.append(("old (0001-0004)", f"{base}/old", RAW_OLD, ()))
+        print(_load())
         print(
             f"throwaway PostgreSQL {pg.port}; {args.devices} device(s); compact schema "
             f"{args.days:g} days, old schema {args.old_days:g} days; seeded up to {end_dt}\n"
@@ -410,13 +581,26 @@ def main(argv: list[str] | None = None) -> int:
                 f"{seeded.rollup_s:.1f} s, VACUUM ANALYZE {seeded.vacuum_s:.1f} s"
             )
             sizes = _sizes(dsn, (*raw, *rollups))
+            parts = _breakdown(dsn, (*raw, *rollups))
             for t, n in sizes.items():
-                print(f"  {t:<18} {_mb(n):>12}  {_mb(n / device_days):>10} per device-day")
+                heap, toast, index = (_mb(x / device_days) for x in parts[t])
+                print(
+                    f"  {t:<18} {_mb(n):>12}  {_mb(n / device_days):>10} per device-day "
+                    f"(heap {heap}, TOAST {toast}, indexes {index})"
+                )
+            if not title.startswith("old"):
+                print(_per_row(dsn))
             raw_b = sum(sizes[t] for t in raw) / device_days
             roll_b = sum(sizes[t] for t in rollups) / device_days
             per_day[title] = (raw_b, roll_b)
             print(f"  raw {_mb(raw_b)} + rollups {_mb(roll_b)} per device-day\n")
+            print(f"  {_load()}")
             timings[title] = _time_all(dsn, devices, end_dt, args.repeat, args.timeout)
+            if not title.startswith("old"):
+                timings["compact, raw rows"] = _time_all(
+                    dsn, devices, end_dt, args.repeat, args.timeout, rollups=False
+                )
+            print(f"  queries timed; {_load()}", flush=True)
 
         print("A year of one sensor with the default retention (keep everything, 0 days):")
         for title, (raw_b, roll_b) in per_day.items():
@@ -449,7 +633,9 @@ def main(argv: list[str] | None = None) -> int:
         for label, _ in RANGES:
             for group in sorted({1, n}):
                 for name in dict.fromkeys(k[0] for k in timings[titles[0]]):
-                    cells = "".join(f" {timings[t][(name, label, group)]:>22}" for t in titles)
+                    cells = "".join(
+                        f" {timings[t].get((name, label, group), '-'):>22}" for t in titles
+                    )
                     print(f"{name:<24} {label:<6} {group:>7}{cells}")
     finally:
         pg.stop()

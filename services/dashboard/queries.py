@@ -75,6 +75,12 @@ def _source(conn: Connection, start: datetime, end: datetime, bucket: timedelta 
     return choice
 
 
+def _packed(conn: Connection) -> bool:
+    """Whether levels and labels are stored a minute a row (migration 0006): their views
+    then have a `minute` column, and a filter on it prunes what is read."""
+    return _table_exists(conn, "levels_packed")
+
+
 def _frame(
     conn: Connection, query: LiteralString | sql.Composed, params: dict[str, Any]
 ) -> pd.DataFrame:
@@ -122,7 +128,8 @@ def device_ids(conn: Connection) -> list[str]:
     device), not by reading every row.
     """
     found: set[str] = {row[0] for row in conn.execute("SELECT id FROM devices").fetchall()}
-    for table in ("levels", "detections"):
+    tables = ("levels_packed", "labels_packed") if _packed(conn) else ("levels", "detections")
+    for table in tables:
         query = sql.SQL(
             """
             WITH RECURSIVE d(device) AS (
@@ -144,10 +151,19 @@ def device_overview(conn: Connection, devices: Sequence[str]) -> pd.DataFrame:
 
     Columns: device, name, latitude, longitude, model, sync_interval, noise_threshold_db,
     level_time, leq_db, laeq_db, uncalibrated, detection_time, last_seen (the end of the
-    newest window with any result; NaT when the device never reported).
+    newest window with any result; NaT when the device never reported). The newest window
+    is looked for in the device's newest minute row only (one index probe a partition).
     """
-    return _frame(
-        conn,
+    if _packed(conn):
+        newest_level = sql.SQL(
+            "AND minute = (SELECT max(minute) FROM levels_packed WHERE device = ids.device)"
+        )
+        newest_label = sql.SQL(
+            "AND minute = (SELECT max(minute) FROM labels_packed WHERE device = ids.device)"
+        )
+    else:
+        newest_level = newest_label = sql.SQL("")
+    query = sql.SQL(
         """
         SELECT ids.device, dv.name, dv.latitude, dv.longitude, dv.model, dv.sync_interval,
                dv.noise_threshold_db,
@@ -161,17 +177,21 @@ def device_overview(conn: Connection, devices: Sequence[str]) -> pd.DataFrame:
         LEFT JOIN devices dv ON dv.id = ids.device
         LEFT JOIN LATERAL (
             SELECT window_start, window_duration, leq_db, laeq_db, uncalibrated FROM levels
-            WHERE device = ids.device ORDER BY window_start DESC LIMIT 1
+            WHERE device = ids.device {newest_level} ORDER BY window_start DESC LIMIT 1
         ) lv ON true
         LEFT JOIN LATERAL (
-            SELECT window_start, window_duration FROM detections
-            WHERE device = ids.device AND window_start IS NOT NULL
+            SELECT window_start, window_duration FROM {labels}
+            WHERE device = ids.device AND window_start IS NOT NULL {newest_label}
             ORDER BY window_start DESC LIMIT 1
         ) dt ON true
         ORDER BY ids.device
-        """,
-        {"devices": list(devices)},
+        """
+    ).format(
+        newest_level=newest_level,
+        newest_label=newest_label,
+        labels=sql.Identifier("labels" if _packed(conn) else "detections"),
     )
+    return _frame(conn, query, {"devices": list(devices)})
 
 
 def level_series(
@@ -204,6 +224,27 @@ def level_series(
     )
     if source is not None:
         return _level_rollup(conn, devices, start, end, bucket, *source)
+    if _packed(conn):
+        # one pass over the range's minute rows, unpacking only the three arrays used
+        packed = sql.SQL(
+            """
+            SELECT device, date_bin(%(bucket)s, window_start, %(origin)s) AS bucket,
+                   {leq} AS leq_db, max(leq_db) AS leq_max_db, min(leq_db) AS leq_min_db,
+                   {laeq} AS laeq_db, count(*) AS windows
+            FROM (
+                SELECT p.device, p.minute + u.off * interval '1 microsecond' AS window_start,
+                       u.leq::float8 AS leq_db, u.laeq::float8 AS laeq_db
+                FROM levels_packed p
+                CROSS JOIN LATERAL unnest(p.offsets_us, p.leq_db, p.laeq_db) AS u(off, leq, laeq)
+                WHERE p.device = ANY(%(devices)s)
+                  AND p.minute >= date_trunc('minute', %(start)s::timestamptz, 'UTC')
+                  AND p.minute < %(end)s
+            ) l
+            WHERE window_start >= %(start)s AND window_start < %(end)s
+            GROUP BY 1, 2 ORDER BY 1, 2
+            """
+        ).format(leq=_energy_mean("leq_db"), laeq=_energy_mean("laeq_db"))
+        return _frame(conn, packed, _range(devices, start, end, bucket))
     query = sql.SQL(
         """
         SELECT ids.device, b.bucket, a.leq_db, a.leq_max_db, a.leq_min_db, a.laeq_db, a.windows
@@ -312,6 +353,38 @@ def latest_detections(
 
     Columns: window_start, device, label, rating, model, rank, window_duration, sync_time.
     """
+    params = {**_range(devices, start, end), "limit": limit, "min_score": min_score}
+    if _packed(conn):
+        # the device's minute rows newest first, each sorted on its own: the walk stops
+        # once `limit` rows are found
+        return _frame(
+            conn,
+            """
+            SELECT d.window_start, d.device, d.label, d.rating, d.model, d.rank,
+                   d.window_duration, d.sync_time
+            FROM unnest(%(devices)s::text[]) AS ids(device)
+            CROSS JOIN LATERAL (
+                SELECT w.* FROM (
+                    SELECT DISTINCT minute FROM labels_packed
+                    WHERE device = ids.device
+                      AND minute >= date_trunc('minute', %(start)s::timestamptz, 'UTC')
+                      AND minute < %(end)s
+                    ORDER BY minute DESC
+                ) m
+                CROSS JOIN LATERAL (
+                    SELECT * FROM detections
+                    WHERE device = ids.device AND minute = m.minute
+                      AND window_start >= %(start)s AND window_start < %(end)s
+                      AND rating >= %(min_score)s
+                    ORDER BY window_start DESC
+                ) w
+                LIMIT %(limit)s
+            ) d
+            ORDER BY d.window_start DESC, d.rating DESC, d.device, d.label
+            LIMIT %(limit)s
+            """,
+            params,
+        )
     return _frame(
         conn,
         """
@@ -327,7 +400,7 @@ def latest_detections(
         ORDER BY d.window_start DESC, d.rating DESC, d.device, d.label
         LIMIT %(limit)s
         """,
-        {**_range(devices, start, end), "limit": limit, "min_score": min_score},
+        params,
     )
 
 
@@ -369,6 +442,36 @@ def top_classes(
             """,
             {**_range(devices, start, end), "limit": limit},
         )
+    params = {**_range(devices, start, end), "limit": limit, "min_score": min_score}
+    if _packed(conn):
+        # minutes wholly inside the range: their label arrays as they are; the (at most
+        # two) minutes at its edges through the view, window by window
+        return _frame(
+            conn,
+            """
+            WITH r AS (
+                SELECT p.device, u.id, ((u.s / 10000.0::float8)::real)::float8 AS rating
+                FROM labels_packed p
+                CROSS JOIN LATERAL unnest(p.label_ids, p.scores) AS u(id, s)
+                WHERE p.device = ANY(%(devices)s) AND p.minute >= %(start)s
+                  AND p.minute < %(end)s AND p.minute + interval '1 minute' <= %(end)s
+                UNION ALL
+                SELECT l.device, u.id, u.s::float8
+                FROM labels_between(%(devices)s, %(start)s, %(end)s) l
+                CROSS JOIN LATERAL unnest(l.label_ids, l.scores) AS u(id, s)
+                WHERE l.minute < %(start)s OR l.minute + interval '1 minute' > %(end)s
+            )
+            SELECT n.name AS label, a.detections, a.devices, a.mean_rating, a.max_rating
+            FROM (
+                SELECT id, count(*) AS detections, count(DISTINCT device) AS devices,
+                       avg(rating) AS mean_rating, max(rating) AS max_rating
+                FROM r WHERE rating >= %(min_score)s GROUP BY id
+            ) a JOIN label_names n ON n.id = a.id
+            ORDER BY a.detections DESC, a.mean_rating DESC, label
+            LIMIT %(limit)s
+            """,
+            params,
+        )
     return _frame(
         conn,
         """
@@ -382,7 +485,7 @@ def top_classes(
         ORDER BY detections DESC, mean_rating DESC, label
         LIMIT %(limit)s
         """,
-        {**_range(devices, start, end), "limit": limit, "min_score": min_score},
+        params,
     )
 
 
@@ -526,7 +629,70 @@ def classification_coverage(
     audio lost on the way), not silence.
 
     Columns: device, measured, classified.
+
+    Longer than `ROLLUP_AFTER` (with migration 0006's `labelled_hourly`) it reads the hourly
+    rollups, the range widened to whole hours: measured is the sum of `levels_hourly.windows`;
+    classified is estimated per hour as min(measured, measured x labelled seconds / measured
+    seconds), the labelled seconds of the model that labelled most (exact when label windows
+    tile the measured chunks, as the inference service's do). Up to `ROLLUP_AFTER` it is
+    exact: one sweep over both streams in time order, a chunk counting as classified when a
+    labels window that started at or before it has not ended yet.
     """
+    params = _range(devices, start, end)
+    if (end - start) > ROLLUP_AFTER and _table_exists(conn, "labelled_hourly"):
+        return _frame(
+            conn,
+            """
+            WITH c AS (
+                SELECT device, bucket, max(seconds) AS labelled FROM labelled_hourly
+                WHERE device = ANY(%(devices)s)
+                  AND bucket >= date_trunc('hour', %(start)s::timestamptz, 'UTC')
+                  AND bucket < %(end)s
+                GROUP BY 1, 2
+            )
+            SELECT m.device, sum(m.windows)::bigint AS measured,
+                   sum(least(m.windows, round(m.windows * coalesce(c.labelled, 0)
+                                              / nullif(m.seconds, 0))))::bigint AS classified
+            FROM levels_hourly m LEFT JOIN c ON c.device = m.device AND c.bucket = m.bucket
+            WHERE m.device = ANY(%(devices)s)
+              AND m.bucket >= date_trunc('hour', %(start)s::timestamptz, 'UTC')
+              AND m.bucket < %(end)s AND m.windows > 0
+            GROUP BY 1 ORDER BY 1
+            """,
+            params,
+        )
+    if _packed(conn):
+        return _frame(
+            conn,
+            """
+            WITH ev AS (
+                -- only the arrays needed, unpacked straight from the minute rows
+                SELECT p.device, p.minute + u.off * interval '1 microsecond' AS t, 1 AS chunk,
+                       NULL::timestamptz AS ends
+                FROM levels_packed p CROSS JOIN LATERAL unnest(p.offsets_us) AS u(off)
+                WHERE p.device = ANY(%(devices)s)
+                  AND p.minute >= date_trunc('minute', %(start)s::timestamptz, 'UTC')
+                  AND p.minute < %(end)s
+                UNION ALL
+                SELECT p.device, p.minute + u.off * interval '1 microsecond', 0,
+                       p.minute + u.off * interval '1 microsecond' + u.d * interval '1 second'
+                FROM labels_packed p
+                CROSS JOIN LATERAL unnest(p.offsets_us, p.durations) AS u(off, d)
+                WHERE p.device = ANY(%(devices)s)
+                  AND p.minute >= date_trunc('minute', %(start)s::timestamptz, 'UTC')
+                                  - interval '1 hour'
+                  AND p.minute < %(end)s
+            ), swept AS (
+                SELECT device, t, chunk, max(ends) OVER (PARTITION BY device ORDER BY t, chunk
+                                                         ROWS UNBOUNDED PRECEDING) AS covered
+                FROM ev
+            )
+            SELECT device, count(*) AS measured, count(*) FILTER (WHERE covered > t) AS classified
+            FROM swept WHERE chunk = 1 AND t >= %(start)s AND t < %(end)s
+            GROUP BY device ORDER BY device
+            """,
+            params,
+        )
     return _frame(
         conn,
         """
@@ -545,7 +711,7 @@ def classification_coverage(
         GROUP BY l.device
         ORDER BY l.device
         """,
-        _range(devices, start, end),
+        params,
     )
 
 

@@ -57,7 +57,7 @@ def band_levels(conn: Connection, device: str, start: datetime, end: datetime,
     value in the range are absent. `table` is one of `band_source`'s: a rollup's bands
     (minute or hour energetic means, weighted by their seconds) or raw `levels`.
     """
-    weight = sql.SQL("r.seconds") if table != "levels" else sql.SQL("1")
+    weight = sql.SQL("r.band_seconds") if table != "levels" else sql.SQL("1")
     query = sql.SQL(
         """
         SELECT date_bin(%(bucket)s, r.{time}, %(origin)s) AS bucket, n.name AS band,
@@ -65,7 +65,7 @@ def band_levels(conn: Connection, device: str, start: datetime, end: datetime,
                10 * log10(sum({weight} * power(10::double precision,
                                                least(greatest(b.v, -300), 300) / 10.0))
                           / sum({weight})) AS db
-        FROM {table} r
+        FROM {source} r
         CROSS JOIN LATERAL unnest(r.bands) WITH ORDINALITY AS b(v, i)
         JOIN band_names n ON n.i = b.i
         WHERE r.device = %(device)s AND r.{time} >= %(start)s AND r.{time} < %(end)s
@@ -74,7 +74,10 @@ def band_levels(conn: Connection, device: str, start: datetime, end: datetime,
         ORDER BY 1, 3
         """
     ).format(
-        table=sql.Identifier(table),
+        # Raw rows through levels_between: it bounds the minute rows before unpacking them.
+        source=sql.SQL("levels_between(ARRAY[%(device)s], %(start)s, %(end)s)")
+        if table == "levels"
+        else sql.Identifier(table),
         time=sql.Identifier("window_start" if table == "levels" else "bucket"),
         weight=weight,
     )
@@ -124,16 +127,26 @@ def class_levels(conn: Connection, device: str, start: datetime, end: datetime,
     return frame(
         conn,
         """
-        WITH w AS (
-            SELECT lb.label_ids[1] AS label_id, lv.laeq_db
-            FROM labels lb
-            JOIN levels lv ON lv.device = lb.device
-              AND lv.window_start >= lb.window_start
-              AND lv.window_start < lb.window_start + make_interval(secs => lb.window_duration)
-            WHERE lb.device = %(device)s
-              AND lb.window_start >= %(start)s AND lb.window_start < %(end)s
-              AND lv.window_start >= %(start)s AND lv.window_start < %(end)s
-              AND lb.scores[1] >= %(min_score)s AND lv.laeq_db IS NOT NULL
+        WITH s AS (
+            -- Both streams in time order, a labels window before a level window of the same
+            -- start; grp numbers the labels windows, so each level window falls in the group
+            -- of the newest labels window that started at or before it (one sort, no range
+            -- join of the two unpacked streams).
+            SELECT lb.window_start AS t, 0 AS k, lb.label_ids[1] AS label_id,
+                   lb.scores[1] AS score,
+                   lb.window_start + make_interval(secs => lb.window_duration) AS until,
+                   NULL::double precision AS laeq_db
+            FROM labels_between(ARRAY[%(device)s], %(start)s, %(end)s) lb
+            UNION ALL
+            SELECT lv.window_start, 1, NULL, NULL, NULL, lv.laeq_db
+            FROM levels_between(ARRAY[%(device)s], %(start)s, %(end)s) lv
+            WHERE lv.laeq_db IS NOT NULL
+        ), g AS (
+            SELECT s.*, count(*) FILTER (WHERE k = 0) OVER (ORDER BY t, k) AS grp FROM s
+        ), w AS (
+            SELECT lab.label_id, lev.laeq_db
+            FROM g lev JOIN g lab ON lab.grp = lev.grp AND lab.k = 0
+            WHERE lev.k = 1 AND lev.t < lab.until AND lab.score >= %(min_score)s
         ), top AS (
             SELECT label_id FROM w GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT %(top)s
         )

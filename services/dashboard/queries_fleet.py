@@ -1,6 +1,7 @@
 """Read-only queries of the overview and health pages: many devices, a few rows each.
 
-Every query here costs index probes per device (the newest rows of `levels` and `labels`) or
+Every query here costs index probes per device (the newest minute rows of `levels_packed` and
+`labels_packed`, unpacked through the `levels` and `labels` views) or
 reads small tables (`gaps`, `syncs`) or the hourly rollup, whatever the size of the raw
 tables, so a fleet of 20 devices and a month of data stays fast.
 """
@@ -67,16 +68,23 @@ def device_health(conn: Connection, devices: Sequence[str]) -> pd.DataFrame:
         FROM unnest(%(devices)s::text[]) AS ids(device)
         LEFT JOIN LATERAL (
             SELECT window_start, sync_time, uncalibrated FROM levels
-            WHERE device = ids.device ORDER BY window_start DESC LIMIT 1
+            WHERE device = ids.device
+              AND minute = (SELECT max(minute) FROM levels_packed WHERE device = ids.device)
+            ORDER BY window_start DESC LIMIT 1
         ) lv ON true
         LEFT JOIN LATERAL (
             SELECT window_start, sync_time, model FROM labels
-            WHERE device = ids.device ORDER BY window_start DESC LIMIT 1
+            WHERE device = ids.device
+              AND minute = (SELECT max(minute) FROM labels_packed WHERE device = ids.device)
+            ORDER BY window_start DESC LIMIT 1
         ) lb ON true
         LEFT JOIN LATERAL (
             SELECT avg(x.inference_ms)::float8 AS inference_ms FROM (
                 SELECT inference_ms FROM labels
-                WHERE device = ids.device ORDER BY window_start DESC LIMIT 60
+                WHERE device = ids.device
+                  AND minute >= (SELECT max(minute) FROM labels_packed
+                                 WHERE device = ids.device) - interval '2 minutes'
+                ORDER BY window_start DESC LIMIT 60
             ) x
         ) ms ON true
         ORDER BY ids.device
@@ -113,32 +121,4 @@ def recent_syncs(conn: Connection, limit: int) -> pd.DataFrame:
         ORDER BY sync_time DESC LIMIT %(limit)s
         """,
         {"limit": limit},
-    )
-
-
-def classified_share(conn: Connection, devices: Sequence[str], start: datetime, end: datetime
-                     ) -> pd.DataFrame:  # fmt: skip
-    """Per device, the measured chunks (levels rows) of the range, and how many of them a
-    labels window covers (the newest window starting at or before the chunk, within an
-    hour: one probe of the labels key per chunk). Columns: device, measured, classified."""
-    return frame(
-        conn,
-        """
-        SELECT lv.device, count(*) AS measured,
-               count(*) FILTER (
-                   WHERE lb.window_start + make_interval(secs => lb.window_duration)
-                         > lv.window_start
-               ) AS classified
-        FROM levels lv
-        LEFT JOIN LATERAL (
-            SELECT window_start, window_duration FROM labels
-            WHERE device = lv.device AND window_start <= lv.window_start
-              AND window_start > lv.window_start - interval '1 hour'
-            ORDER BY window_start DESC LIMIT 1
-        ) lb ON true
-        WHERE lv.device = ANY(%(devices)s)
-          AND lv.window_start >= %(start)s AND lv.window_start < %(end)s
-        GROUP BY lv.device ORDER BY lv.device
-        """,
-        {"devices": list(devices), "start": start, "end": end},
     )

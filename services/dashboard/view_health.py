@@ -32,7 +32,7 @@ def health_table(page: Page, devices: pd.DataFrame) -> pd.DataFrame:
     health = page.query(queries_fleet.device_health, page.known)
     gaps = page.query(queries_fleet.gap_totals, page.known, span.start, span.end)
     hour_ago = page.now - timedelta(hours=1)
-    coverage = page.query(queries_fleet.classified_share, page.known, hour_ago, page.now)
+    coverage = page.query(queries.classification_coverage, page.known, hour_ago, page.now)
     out = devices[["device", "state", "age_s", "last_seen"]].merge(health, on="device", how="left")
     out = out.merge(gaps, on="device", how="left").merge(coverage, on="device", how="left")
     out["last_seen_ago"] = [core.describe_age(a) for a in out["age_s"]]

@@ -135,7 +135,7 @@ def _one_shot(settings: IngestSettings, dsn: str, roles: bool, maintain: bool = 
             if maintain:
                 dropped = db.maintain(c, settings.keep_days, datetime.now(UTC))
                 print(
-                    f"maintenance done: {len(dropped)} expired day partitions dropped "
+                    f"maintenance done: {len(dropped)} expired partitions dropped "
                     f"({sum(d.rows for d in dropped)} rows)"
                 )
     except (psycopg.Error, ConfigError) as exc:

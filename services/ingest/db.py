@@ -249,7 +249,8 @@ class Pushed:
     gaps: int
 
 
-#: Result kinds whose tables are partitioned by UTC day of window_start.
+#: Result kinds whose tables are partitioned by UTC day of window_start (levels_packed,
+#: labels_packed: by the minute of it; the rollups by its month).
 PARTITIONED = frozenset({"labels", "levels"})
 _DAY = 86_400.0
 
@@ -287,72 +288,97 @@ def days_ahead(now: datetime) -> set[date]:
     return {today + timedelta(days=k) for k in range(-1, 3)}
 
 
-_PARTITION_NAME = re.compile(r"^(levels|labels)_p(\d{8})$")
+#: What retention drops, by `keep_days` key: the partitioned tables it covers. Raw levels
+#: and labels are in day partitions, the rollups in month partitions (UTC).
+RETENTION: dict[str, tuple[str, ...]] = {
+    "levels": ("levels_packed",),
+    "labels": ("labels_packed",),
+    "minute_rollups": ("levels_minute",),
+    "hourly_rollups": (
+        "levels_hourly",
+        "labels_hourly",
+        "summaries_hourly",
+        "indices_hourly",
+        "labelled_hourly",
+    ),
+}
+_PARTITION_NAME = re.compile(r"^([a-z_]+)_p(\d{6}|\d{8})$")
+#: The packed tables whose insert takes a per-device advisory lock (see `push`).
+PACKED = {"levels": "soundscape_levels:", "labels": "soundscape_labels:"}
 
 
 @dataclass(frozen=True, slots=True)
 class Dropped:
-    """One day partition retention dropped, with the rows it held."""
+    """One partition retention dropped (`day`: its first day), with the rows it held."""
 
     table: str
     day: date
     rows: int
 
 
-def expired(day: date, keep_days: int, now: datetime) -> bool:
-    """Whether the partition of `day` (rows in [day, day + 1) UTC) is wholly older than
-    `keep_days` days before `now`; never with keep_days 0 (keep forever)."""
+def partition_end(day: date, monthly: bool) -> datetime:
+    """The end (exclusive, UTC) of the day or month partition that starts on `day`."""
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    if not monthly:
+        return start + timedelta(days=1)
+    return start.replace(year=day.year + day.month // 12, month=day.month % 12 + 1)
+
+
+def expired(day: date, keep_days: int, now: datetime, monthly: bool = False) -> bool:
+    """Whether the partition starting on `day` (a UTC day, or a month when `monthly`) is
+    wholly older than `keep_days` days before `now`; never with keep_days 0 (forever)."""
     if keep_days <= 0:
         return False
-    end = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
-    return end <= now - timedelta(days=keep_days)
+    return partition_end(day, monthly) <= now - timedelta(days=keep_days)
 
 
 def drop_expired(
     conn: psycopg.Connection, keep_days: dict[str, int], now: datetime
 ) -> list[Dropped]:
-    """Drop the day partitions of `labels` / `levels` whose rows are all older than
-    `keep_days[table]` days (0 or absent: keep forever). Whole partitions only, never row
-    deletes (the default partition is never dropped). Needs the schema owner (the writer
-    may not drop tables); each table's drops commit in one transaction."""
+    """Drop the partitions (see `RETENTION`) whose rows are all older than `keep_days[key]`
+    days (0 or absent: keep forever). Whole partitions only, never row deletes (a default
+    partition is never dropped). Needs the schema owner (the writer may not drop tables);
+    each table's drops commit in one transaction."""
     dropped: list[Dropped] = []
-    for table in ("levels", "labels"):
-        keep = keep_days.get(table, 0)
+    for key, tables in RETENTION.items():
+        keep = keep_days.get(key, 0)
         if keep <= 0:
             continue
-        with conn.transaction():
-            names = [
-                name
-                for (name,) in conn.execute(
-                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                    "WHERE i.inhparent = %s::regclass ORDER BY 1",
-                    (table,),
+        for table in tables:
+            with conn.transaction():
+                names = [
+                    name
+                    for (name,) in conn.execute(
+                        "SELECT c.relname FROM pg_inherits i "
+                        "JOIN pg_class c ON c.oid = i.inhrelid "
+                        "WHERE i.inhparent = to_regclass(%s) ORDER BY 1",
+                        (table,),
+                    )
+                ]
+                for name in names:
+                    match = _PARTITION_NAME.match(name)
+                    if not match or match[1] != table:
+                        continue
+                    monthly = len(match[2]) == 6
+                    day = datetime.strptime(match[2] + ("01" if monthly else ""), "%Y%m%d")
+                    if not expired(day.date(), keep, now, monthly):
+                        continue
+                    ident = sql.Identifier(name)
+                    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()
+                    conn.execute(sql.SQL("DROP TABLE {}").format(ident))
+                    dropped.append(Dropped(table, day.date(), int(row[0]) if row else 0))
+            mine = [d for d in dropped if d.table == table]
+            if mine:
+                log.info(
+                    "retention: dropped %d partitions of %s (%s .. %s, %d rows), older than "
+                    "%d days",
+                    len(mine),
+                    table,
+                    mine[0].day,
+                    mine[-1].day,
+                    sum(d.rows for d in mine),
+                    keep,
                 )
-            ]
-            for name in names:
-                match = _PARTITION_NAME.match(name)
-                if not match or match[1] != table:
-                    continue
-                day = datetime.strptime(match[2], "%Y%m%d").date()
-                if not expired(day, keep, now):
-                    continue
-                ident = sql.Identifier(name)
-                row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()
-                conn.execute(sql.SQL("DROP TABLE {}").format(ident))
-                dropped.append(Dropped(table, day, int(row[0]) if row else 0))
-    for table in ("levels", "labels"):
-        mine = [d for d in dropped if d.table == table]
-        if mine:
-            log.info(
-                "retention: dropped %d day partitions of %s (%s .. %s, %d rows), older than "
-                "%d days",
-                len(mine),
-                table,
-                mine[0].day,
-                mine[-1].day,
-                sum(d.rows for d in mine),
-                keep_days[table],
-            )
     return dropped
 
 
@@ -378,7 +404,7 @@ def push(
         by_kind[res.kind].extend(res.rows)
     offered = inserted = 0
     with conn.transaction(), conn.cursor() as cur:
-        for kind, rows in by_kind.items():
+        for kind, rows in sorted(by_kind.items()):
             table = TABLES[kind]
             cur.execute(table.create_staging())
             with cur.copy(table.copy()) as copy:
@@ -386,6 +412,15 @@ def push(
                     copy.write_row(table.complete(row))
             if kind == "labels":
                 cur.execute(LABEL_NAMES_INSERT)
+            if kind in PACKED:
+                # A window is stored once: whether it is already in its minute's row is
+                # read by the insert itself, so concurrent writers of a device take turns
+                # (in device order; kinds in name order), each seeing the other's commit.
+                cur.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(%s || d.device)) "
+                    f"FROM (SELECT DISTINCT device FROM {table.staging} ORDER BY 1) d",
+                    (PACKED[kind],),
+                )
             cur.execute(table.insert(), (sync_id, sync_time))
             new = cur.fetchone()
             offered += len(rows)

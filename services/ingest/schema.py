@@ -40,6 +40,8 @@ class Table:
     columns: tuple[tuple[str, str], ...]
     key: tuple[str, ...]
     rollups: tuple[tuple[str, str], ...] = ()
+    #: The whole insert statement, for tables stored packed one row a minute (see `PACKED`).
+    statement: str | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -74,24 +76,14 @@ class Table:
         their key, which the writer role may read) also feed the table's rollups in the same
         statement, so a duplicate adds nothing to them and a late row adds exactly itself.
         """
+        if self.statement is not None:
+            return self.statement
         key = ", ".join(self.key)
-        if self.name == "labels":
-            ins = (
-                "INSERT INTO labels (device, window_start, window_seq, window_duration, model, "
-                "label_ids, scores, speech_present, inference_ms, sync_id, sync_time) "
-                "SELECT s.device, to_timestamp(s.window_start), min(s.window_seq), "
-                "min(s.window_duration), s.model, array_agg(n.id ORDER BY s.rank), "
-                "array_agg(s.rating ORDER BY s.rank), bool_or(s.speech_present), "
-                f"min(s.inference_ms), %s, %s FROM {self.staging} s "
-                "JOIN label_names n ON n.name = s.label "
-                "GROUP BY s.device, s.window_start, s.model"
-            )
-        else:
-            exprs = ", ".join(_value(f"s.{name}", name) for name in self.names)
-            ins = (
-                f"INSERT INTO {self.name} ({', '.join(self.names)}, sync_id, sync_time) "
-                f"SELECT {exprs}, %s, %s FROM {self.staging} s"
-            )
+        exprs = ", ".join(_value(f"s.{name}", name) for name in self.names)
+        ins = (
+            f"INSERT INTO {self.name} ({', '.join(self.names)}, sync_id, sync_time) "
+            f"SELECT {exprs}, %s, %s FROM {self.staging} s"
+        )
         ctes = [f"ins AS ({ins} ON CONFLICT ({key}) DO NOTHING RETURNING {key})"]
         new = "ins"
         if self.rollups:
@@ -120,8 +112,25 @@ _WINDOW = (("device", "text"), ("window_start", EPOCH), ("window_seq", "bigint")
 LEVEL_ROLLUPS = {"minute": "levels_minute", "hour": "levels_hourly"}
 
 
+def _band_ctes(unit: str) -> list[str]:
+    """CTEs of the per-band energetic means of `new` per device and `unit` bucket
+    (`bands_{unit}`: device, bucket, seconds (the most any band has), 41 means or null),
+    from the bands as stored (smallint centi-dB, so they equal a recomputation)."""
+    return [
+        f"bm_{unit} AS (SELECT nbu.device, date_trunc('{unit}', nbu.ts, 'UTC') AS bucket, "
+        "nbu.j, sum(nbu.d::double precision) FILTER (WHERE nbu.v IS NOT NULL) AS seconds, "
+        "(10 * log10(sum(nbu.d * 10 ^ (nbu.v / 1000.0::double precision)) "
+        "/ sum(nbu.d::double precision) FILTER (WHERE nbu.v IS NOT NULL)))::real AS mean "
+        "FROM nbu GROUP BY 1, 2, 3)",
+        f"bands_{unit} AS (SELECT device, bucket, coalesce(max(seconds), 0) AS seconds, "
+        "CASE WHEN count(mean) > 0 THEN array_agg(mean ORDER BY j) END AS bands "
+        f"FROM bm_{unit} GROUP BY 1, 2)",
+    ]
+
+
 def _levels_rollup(unit: str, table: str) -> str:
-    """Upsert of one levels rollup from `new`: durations and energies add up exactly."""
+    """Upsert of one levels rollup from `new`: durations and energies add up exactly; band
+    means combine weighted by their seconds (`soundscape_band_merge`)."""
     d = "new.window_duration::double precision"
     sums = [f"sum({d})", f"sum({d} * power(10::double precision, new.leq_db / 10))"]
     for col in ("laeq_db", "lceq_db"):
@@ -139,14 +148,128 @@ def _levels_rollup(unit: str, table: str) -> str:
             "lceq_seconds",
             "lceq_energy",
             "windows",
+            "band_seconds",
         )
+    )
+    merge = (
+        f"bands = soundscape_band_merge({table}.bands, {table}.band_seconds, EXCLUDED.bands, "
+        "EXCLUDED.band_seconds)"
     )
     return (
         f"INSERT INTO {table} (device, bucket, seconds, leq_energy, laeq_seconds, laeq_energy, "
-        "lceq_seconds, lceq_energy, windows) "
-        f"SELECT new.device, date_trunc('{unit}', to_timestamp(new.window_start), 'UTC'), "
-        f"{', '.join(sums)}, count(*) FROM new GROUP BY 1, 2 ORDER BY 1, 2 "
-        f"ON CONFLICT (device, bucket) DO UPDATE SET {added}"
+        "lceq_seconds, lceq_energy, windows, band_seconds, bands) "
+        "SELECT a.*, coalesce(b.seconds, 0), b.bands FROM ("
+        f"SELECT new.device, date_trunc('{unit}', to_timestamp(new.window_start), 'UTC') "
+        f"AS bucket, {', '.join(sums)}, count(*) FROM new GROUP BY 1, 2) a "
+        f"LEFT JOIN bands_{unit} b ON b.device = a.device AND b.bucket = a.bucket "
+        f"ORDER BY 1, 2 ON CONFLICT (device, bucket) DO UPDATE SET {added}, {merge}"
+    )
+
+
+def _append(table: str, columns: tuple[str, ...]) -> str:
+    """ON CONFLICT assignments that append a batch's arrays to a packed row's."""
+    return ", ".join(f"{c} = {table}.{c} || EXCLUDED.{c}" for c in columns)
+
+
+_PACKED_LEVELS = (
+    "offsets_us", "seqs", "durations", "leq_db", "laeq_db", "lceq_db", "peak_db", "dbfs",
+    "bands", "clipped", "gain_db", "sensitivity_dbv", "vadc", "uncalibrated", "sync_ids",
+    "sync_times",
+)  # fmt: skip
+
+#: Levels: the staged windows not yet in their minute's row (`new`) are appended to it, one
+#: upsert per device and minute, and feed the rollups. Parameters: sync_id, sync_time.
+LEVELS_CTES = (
+    "s AS (SELECT st.*, to_timestamp(st.window_start) AS ts FROM stage_levels st)",
+    "new AS (SELECT s.* FROM s WHERE NOT EXISTS (SELECT 1 FROM levels_packed p "
+    "WHERE p.device = s.device AND p.minute = date_trunc('minute', s.ts, 'UTC') "
+    "AND soundscape_offset(s.ts) = ANY(p.offsets_us)))",
+    "ins AS (INSERT INTO levels_packed (device, minute, "
+    + ", ".join(_PACKED_LEVELS)
+    + ") SELECT new.device, date_trunc('minute', new.ts, 'UTC'), "
+    "array_agg(soundscape_offset(new.ts) ORDER BY new.ts), "
+    "array_agg(new.window_seq ORDER BY new.ts), "
+    "array_agg(new.window_duration ORDER BY new.ts), "
+    + ", ".join(
+        f"array_agg(new.{c}::real ORDER BY new.ts)"
+        for c in ("leq_db", "laeq_db", "lceq_db", "peak_db", "dbfs")
+    )
+    + ", array_agg(soundscape_pack_bands(new.bands) ORDER BY new.ts), "
+    "array_agg(coalesce(new.clipped, false) ORDER BY new.ts), "
+    + ", ".join(
+        f"array_agg(new.{c}::real ORDER BY new.ts)" for c in ("gain_db", "sensitivity_dbv", "vadc")
+    )
+    + ", array_agg(new.uncalibrated ORDER BY new.ts), "
+    "array_fill(%s::uuid, ARRAY[count(*)::integer]), "
+    "array_fill(%s::timestamptz, ARRAY[count(*)::integer]) "
+    "FROM new GROUP BY 1, 2 ORDER BY 1, 2 ON CONFLICT (device, minute) DO UPDATE SET "
+    + _append("levels_packed", _PACKED_LEVELS)
+    + ")",
+    "nb AS (SELECT new.device, new.ts, new.window_duration AS d, "
+    "soundscape_pack_bands(new.bands) AS b FROM new WHERE new.bands IS NOT NULL)",
+    "nbu AS (SELECT nb.device, nb.ts, nb.d, u.j, u.v FROM nb "
+    "CROSS JOIN LATERAL unnest(nb.b) WITH ORDINALITY AS u(v, j))",
+    *_band_ctes("minute"),
+    *_band_ctes("hour"),
+)
+
+_PACKED_LABELS = (
+    "offsets_us", "seqs", "durations", "ends", "label_ids", "scores", "speech_present",
+    "inference_ms", "sync_ids", "sync_times",
+)  # fmt: skip
+
+#: Labels: staged one row per label; grouped into windows (`w`), the windows not yet in
+#: their minute's row (`neww`) are appended to it with their labels flattened in window and
+#: rank order (`ends`: each window's last index); `new` is their label rows, for the rollups.
+LABELS_CTES = (
+    "w AS (SELECT s.device, s.window_start, s.model, to_timestamp(s.window_start) AS ts, "
+    "min(s.window_seq) AS seq, min(s.window_duration) AS dur, "
+    "array_agg(n.id ORDER BY s.rank) AS ids, "
+    "array_agg(soundscape_score(s.rating) ORDER BY s.rank) AS sc, "
+    "bool_or(s.speech_present) AS speech, min(s.inference_ms) AS ms "
+    "FROM stage_labels s JOIN label_names n ON n.name = s.label "
+    "GROUP BY s.device, s.window_start, s.model)",
+    "neww AS (SELECT w.*, date_trunc('minute', w.ts, 'UTC') AS m FROM w WHERE NOT EXISTS ("
+    "SELECT 1 FROM labels_packed p WHERE p.device = w.device "
+    "AND p.minute = date_trunc('minute', w.ts, 'UTC') AND p.model = w.model "
+    "AND soundscape_offset(w.ts) = ANY(p.offsets_us)))",
+    "wend AS (SELECT neww.*, sum(cardinality(neww.ids)) OVER (PARTITION BY neww.device, "
+    "neww.m, neww.model ORDER BY neww.ts) AS e FROM neww)",
+    "flat AS (SELECT wend.device, wend.m, wend.model, "
+    "array_agg(u.id ORDER BY wend.ts, u.k) AS ids, array_agg(u.sc ORDER BY wend.ts, u.k) AS sc "
+    "FROM wend CROSS JOIN LATERAL unnest(wend.ids, wend.sc) WITH ORDINALITY AS u(id, sc, k) "
+    "GROUP BY 1, 2, 3)",
+    "ins AS (INSERT INTO labels_packed (device, minute, model, "
+    + ", ".join(_PACKED_LABELS)
+    + ") SELECT wend.device, wend.m, wend.model, "
+    "array_agg(soundscape_offset(wend.ts) ORDER BY wend.ts), "
+    "array_agg(wend.seq ORDER BY wend.ts), array_agg(wend.dur ORDER BY wend.ts), "
+    "array_agg(wend.e::smallint ORDER BY wend.ts), min(f.ids), min(f.sc), "
+    "array_agg(wend.speech ORDER BY wend.ts), array_agg(wend.ms ORDER BY wend.ts), "
+    "array_fill(%s::uuid, ARRAY[count(*)::integer]), "
+    "array_fill(%s::timestamptz, ARRAY[count(*)::integer]) "
+    "FROM wend JOIN flat f ON f.device = wend.device AND f.m = wend.m AND f.model = wend.model "
+    "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 ON CONFLICT (device, minute, model) DO UPDATE SET "
+    + ", ".join(
+        "ends = labels_packed.ends || soundscape_shift(EXCLUDED.ends, "
+        "cardinality(labels_packed.label_ids))"
+        if c == "ends"
+        else f"{c} = labels_packed.{c} || EXCLUDED.{c}"
+        for c in _PACKED_LABELS
+    )
+    + ")",
+    "new AS (SELECT s.* FROM stage_labels s JOIN neww ON neww.device = s.device "
+    "AND neww.window_start = s.window_start AND neww.model = s.model)",
+)
+
+
+def packed_statement(ctes: tuple[str, ...], rollups: tuple[tuple[str, str], ...]) -> str:
+    """The insert statement of a packed table: its CTEs, then its rollups fed from `new`,
+    returning one row: the staged rows that were new."""
+    return (
+        "WITH "
+        + ", ".join([*ctes, *(f"{name} AS ({sql})" for name, sql in rollups)])
+        + " SELECT count(*) FROM new"
     )
 
 
@@ -205,19 +328,39 @@ INDICES_HOURLY = _hourly(
 )
 
 #: Every rollup table ingest maintains.
-ROLLUP_TABLES = (*LEVEL_ROLLUPS.values(), "labels_hourly", "summaries_hourly", "indices_hourly")
+ROLLUP_TABLES = (
+    *LEVEL_ROLLUPS.values(),
+    "labels_hourly",
+    "summaries_hourly",
+    "indices_hourly",
+    "labelled_hourly",
+)
 
 #: Label counts and scores per device, UTC hour, model and label, from `new` (label rows).
 LABELS_HOURLY = (
     "INSERT INTO labels_hourly (device, bucket, model, label_id, windows, score_sum, "
     "score_max) SELECT new.device, date_trunc('hour', to_timestamp(new.window_start), 'UTC'), "
-    "new.model, n.id, count(*), sum(new.rating), max(new.rating) "
+    "new.model, n.id, count(*), sum(soundscape_score(new.rating) / 10000.0::float8), "
+    "max((soundscape_score(new.rating) / 10000.0::float8)::real) "
     "FROM new JOIN label_names n ON n.name = new.label GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 "
     "ON CONFLICT (device, bucket, model, label_id) DO UPDATE SET "
     "windows = labels_hourly.windows + EXCLUDED.windows, "
     "score_sum = labels_hourly.score_sum + EXCLUDED.score_sum, "
     "score_max = greatest(labels_hourly.score_max, EXCLUDED.score_max)"
 )
+
+_LEVEL_UPSERTS = tuple((t, _levels_rollup(u, t)) for u, t in LEVEL_ROLLUPS.items())
+
+#: Labelled windows (and their seconds) per device, UTC hour and model, from `neww`.
+LABELLED_HOURLY = (
+    "INSERT INTO labelled_hourly (device, bucket, model, windows, seconds) "
+    "SELECT neww.device, date_trunc('hour', neww.ts, 'UTC'), neww.model, count(*), "
+    "sum(neww.dur::double precision) FROM neww GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "
+    "ON CONFLICT (device, bucket, model) DO UPDATE SET "
+    "windows = labelled_hourly.windows + EXCLUDED.windows, "
+    "seconds = labelled_hourly.seconds + EXCLUDED.seconds"
+)
+_LABEL_UPSERTS = (("labels_hourly", LABELS_HOURLY), ("labelled_hourly", LABELLED_HOURLY))
 
 #: Label names not yet in the catalogue (run before the labels insert). NOT EXISTS first, so
 #: that a known name never draws (and wastes) a smallint id from the identity sequence.
@@ -242,7 +385,8 @@ TABLES: dict[str, Table] = {
             ("inference_ms", "real"),
         ),
         ("device", "window_start", "model"),
-        rollups=(("labels_hourly", LABELS_HOURLY),),
+        rollups=_LABEL_UPSERTS,
+        statement=packed_statement(LABELS_CTES, _LABEL_UPSERTS),
     ),
     "levels": Table(
         "levels",
@@ -262,7 +406,8 @@ TABLES: dict[str, Table] = {
             ("uncalibrated", "boolean"),
         ),
         ("device", "window_start"),
-        rollups=tuple((t, _levels_rollup(u, t)) for u, t in LEVEL_ROLLUPS.items()),
+        rollups=_LEVEL_UPSERTS,
+        statement=packed_statement(LEVELS_CTES, _LEVEL_UPSERTS),
     ),
     "summary": Table(
         "level_summaries",
@@ -374,7 +519,7 @@ def roles_sql(writer: str, reader: str) -> str:
     it is harmless; re-run it after a migration that adds a table. Role names must be plain
     identifiers (settings enforce it). Passwords are set separately (`ALTER ROLE ... PASSWORD`).
     """
-    results = ", ".join(t.name for t in TABLES.values() if t.name != "gaps")
+    results = ", ".join(t.name for t in TABLES.values() if t.statement is None and t.name != "gaps")
     lines = [
         "DO $$",
         "BEGIN",
@@ -393,7 +538,14 @@ def roles_sql(writer: str, reader: str) -> str:
         f"GRANT INSERT ON {results}, syncs, gaps TO {writer};",
     ]
     for table in TABLES.values():
-        lines.append(f"GRANT SELECT ({', '.join(table.key)}) ON {table.name} TO {writer};")
+        if table.statement is None:
+            lines.append(f"GRANT SELECT ({', '.join(table.key)}) ON {table.name} TO {writer};")
+    lines += [
+        "-- levels and labels are stored one row a minute: a batch's windows are appended to",
+        "-- their minute's row (ON CONFLICT DO UPDATE reads the arrays it appends to), so the",
+        "-- writer reads and updates those rows (it still cannot delete or truncate them)",
+        f"GRANT SELECT, INSERT, UPDATE ON levels_packed, labels_packed TO {writer};",
+    ]
     lines += [
         "-- the catalogues: label ids are given out as ingest meets a name; band order",
         f"GRANT SELECT, INSERT (name) ON label_names TO {writer};",

@@ -118,6 +118,19 @@ class IngestSettings(BaseSettings):
         description="Days raw labels rows are kept: older day partitions of `labels` are "
         "dropped whole by maintenance (`--maintain` or `maintenance_url`); 0: forever",
     )
+    keep_minute_rollups_days: int = Field(
+        0,
+        ge=0,
+        description="Days the per-minute rollup `levels_minute` is kept: older month "
+        "partitions are dropped whole by maintenance; 0: forever",
+    )
+    keep_hourly_rollups_days: int = Field(
+        0,
+        ge=0,
+        description="Days the hourly rollups (`levels_hourly`, `labels_hourly`, "
+        "`summaries_hourly`, `indices_hourly`) are kept: older month partitions are dropped "
+        "whole by maintenance; 0: forever",
+    )
     maintenance_url: SecretStr | None = Field(
         None,
         description="PostgreSQL URL of the schema owner; when set, ingest itself runs "
@@ -152,8 +165,13 @@ class IngestSettings(BaseSettings):
 
     @property
     def keep_days(self) -> dict[str, int]:
-        """Retention by partitioned table, days (0: forever)."""
-        return {"levels": self.keep_levels_days, "labels": self.keep_labels_days}
+        """Retention by `db.RETENTION` key, days (0: forever)."""
+        return {
+            "levels": self.keep_levels_days,
+            "labels": self.keep_labels_days,
+            "minute_rollups": self.keep_minute_rollups_days,
+            "hourly_rollups": self.keep_hourly_rollups_days,
+        }
 
     @property
     def status_source(self) -> str:

@@ -12,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from services.dashboard.app import PAGE
+from services.dashboard.core import BUCKET_ORIGIN
 from tests.dashboard.data import Dataset
 from tests.dashboard.fleet import LABELS, RAW, seed_fleet
 from tests.support.servers import free_port
@@ -146,7 +147,13 @@ def test_device_page_draws_every_chart(monkeypatch: pytest.MonkeyPatch, schema_d
     assert len(heat["data"][0]["y"]) == 12 and len(heat["data"][0]["x"]) == 24
     # 27 bands with values, one column per minute of the raw rows (the last 2 h of the day)
     assert len(spectrum["data"][0]["y"]) == 27
-    assert len(spectrum["data"][0]["x"]) == int(RAW.total_seconds() // 60)
+    # one column per 10 minutes (the last day's bucket) of the raw rows' per-minute band means
+    step = timedelta(minutes=10)
+    bins = {
+        BUCKET_ORIGIN + (fleet.raw_start + timedelta(minutes=m) - BUCKET_ORIGIN) // step * step
+        for m in range(int(RAW.total_seconds() // 60))
+    }
+    assert len(spectrum["data"][0]["x"]) == len(bins)
     # what makes the noise: class k was heard at 50 + 2k + (device %% 3) dB(A)
     box = by_class["data"][0]
     medians = dict(zip([x.split(" (")[0] for x in box["x"]], box["median"], strict=True))

@@ -211,7 +211,7 @@ def test_connection_is_read_only_and_in_display_zone(populated: tuple[str, Datas
     settings = DashboardSettings(database_url=dsn, timezone="Europe/London")
     with db.connect(settings) as conn:
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-            conn.execute("DELETE FROM levels")
+            conn.execute("DELETE FROM levels_packed")
         frame = queries.device_overview(conn, ["yor"])
         seen = frame.loc[0, "last_seen"]
         assert str(seen.tz) == "Europe/London"
@@ -411,7 +411,7 @@ def test_long_ranges_from_rollups_equal_the_raw_queries(schema_db: str, tmp_path
     assert raw["indices 1:00:00"]["adi"].notna().any()
     # The long answers really come from the rollups: they outlive the raw rows.
     with psycopg.connect(schema_db, autocommit=True) as conn:
-        conn.execute("TRUNCATE levels, labels, indices, level_summaries")
+        conn.execute("TRUNCATE levels_packed, labels_packed, indices, level_summaries")
     again = answers()
     for name, frame in rolled.items():
         pd.testing.assert_frame_equal(again[name], frame, check_exact=False)

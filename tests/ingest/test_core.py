@@ -217,17 +217,20 @@ def test_sync_interval_setting_then_registry_then_default() -> None:
 def test_roles_sql_grants_insert_and_key_columns_only_to_the_writer() -> None:
     text = roles_sql("w", "r")
     assert "GRANT SELECT ON ALL TABLES IN SCHEMA public TO r;" in text
-    assert "GRANT SELECT (device, window_start, model) ON labels TO w;" in text
-    assert not re.search(r"GRANT (UPDATE|DELETE|TRUNCATE)[^;]* ON (labels|levels)\b", text)
+    assert "GRANT SELECT (device, window_start, window_duration) ON indices TO w;" in text
+    # levels and labels are packed a minute a row: the writer appends to those rows
+    assert "GRANT SELECT, INSERT, UPDATE ON levels_packed, labels_packed TO w;" in text
+    assert not re.search(r"GRANT (UPDATE|DELETE|TRUNCATE)[^;]* ON (labels|levels|indices)\b", text)
     assert "detections" not in text  # the view: the writer may not read it
     assert "DELETE" not in text
 
 
 def test_staging_sql_declares_columns_and_converts_the_window_start() -> None:
-    table = TABLES["levels"]
+    table = TABLES["indices"]
     assert "LIKE" not in table.create_staging()
     assert "to_timestamp(s.window_start)" in table.insert()
-    assert "ON CONFLICT (device, window_start) DO NOTHING" in table.insert()
+    assert "ON CONFLICT (device, window_start, window_duration) DO NOTHING" in table.insert()
+    assert "to_timestamp(st.window_start)" in TABLES["levels"].insert()
 
 
 def test_calibration_defaults_are_what_the_prototype_used() -> None:
