@@ -182,7 +182,7 @@ def test_all_in_one_runs_as_compose_starts_it(deployment: Path) -> None:
         counts = stored(reader, DEVICE, ("levels", "detections"))
         assert all(counts), f"levels, detections stored: {counts}\n{run.services['ingest'].tail()}"
         with psycopg.connect(reader) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("DELETE FROM levels")
+            conn.execute("DELETE FROM levels_packed")
         with pytest.raises(psycopg.OperationalError):
             bad = reader.replace(env["READER_DB_PASSWORD"], "wrong")
             psycopg.connect(bad).close()
