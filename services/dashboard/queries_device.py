@@ -144,9 +144,16 @@ def class_levels(conn: Connection, device: str, start: datetime, end: datetime,
         ), g AS (
             SELECT s.*, count(*) FILTER (WHERE k = 0) OVER (ORDER BY t, k) AS grp FROM s
         ), w AS (
-            SELECT lab.label_id, lev.laeq_db
-            FROM g lev JOIN g lab ON lab.grp = lev.grp AND lab.k = 0
-            WHERE lev.k = 1 AND lev.t < lab.until AND lab.score >= %(min_score)s
+            -- A group's one labels window lends its values to the group's level windows (the
+            -- maximum ignores their nulls): no join, whose row estimates the unnested arrays
+            -- would get wrong.
+            SELECT label_id, laeq_db FROM (
+                SELECT k, t, laeq_db, max(label_id) OVER (PARTITION BY grp) AS label_id,
+                       max(score) OVER (PARTITION BY grp) AS score,
+                       max(until) OVER (PARTITION BY grp) AS until
+                FROM g
+            ) x
+            WHERE k = 1 AND t < until AND score >= %(min_score)s
         ), top AS (
             SELECT label_id FROM w GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT %(top)s
         )
