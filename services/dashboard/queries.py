@@ -81,7 +81,7 @@ def _packed(conn: Connection) -> bool:
     return _table_exists(conn, "levels_packed")
 
 
-def _frame(
+def frame(
     conn: Connection, query: LiteralString | sql.Composed, params: dict[str, Any]
 ) -> pd.DataFrame:
     """Run `query` and return its rows as a DataFrame with the query's column names."""
@@ -191,7 +191,7 @@ def device_overview(conn: Connection, devices: Sequence[str]) -> pd.DataFrame:
         newest_label=newest_label,
         labels=sql.Identifier("labels" if _packed(conn) else "detections"),
     )
-    return _frame(conn, query, {"devices": list(devices)})
+    return frame(conn, query, {"devices": list(devices)})
 
 
 def level_series(
@@ -244,7 +244,7 @@ def level_series(
             GROUP BY 1, 2 ORDER BY 1, 2
             """
         ).format(leq=_energy_mean("leq_db"), laeq=_energy_mean("laeq_db"))
-        return _frame(conn, packed, _range(devices, start, end, bucket))
+        return frame(conn, packed, _range(devices, start, end, bucket))
     query = sql.SQL(
         """
         SELECT ids.device, b.bucket, a.leq_db, a.leq_max_db, a.leq_min_db, a.laeq_db, a.windows
@@ -264,7 +264,7 @@ def level_series(
         ORDER BY 1, 2
         """
     ).format(leq=_energy_mean("leq_db"), laeq=_energy_mean("laeq_db"))
-    return _frame(conn, query, _range(devices, start, end, bucket))
+    return frame(conn, query, _range(devices, start, end, bucket))
 
 
 def _level_rollup(conn: Connection, devices: Sequence[str], start: datetime, end: datetime,
@@ -288,7 +288,7 @@ def _level_rollup(conn: Connection, devices: Sequence[str], start: datetime, end
         """
     ).format(table=sql.Identifier(table))
     params = {**_range(devices, start, end, bucket), "width": width}
-    return _frame(conn, query, params)
+    return frame(conn, query, params)
 
 
 def summary_series(
@@ -326,7 +326,7 @@ def summary_series(
               AND bucket < %(end)s
             GROUP BY 1, 2 HAVING sum(summaries) > 0 ORDER BY 1, 2
             """
-        return _frame(conn, rollup, _range(devices, start, end, bucket))
+        return frame(conn, rollup, _range(devices, start, end, bucket))
     query = sql.SQL(
         """
         SELECT device, date_bin(%(bucket)s, window_start, %(origin)s) AS bucket,
@@ -338,7 +338,7 @@ def summary_series(
         GROUP BY 1, 2 ORDER BY 1, 2
         """
     ).format(laeq=_energy_mean("laeq_db"))
-    return _frame(conn, query, _range(devices, start, end, bucket))
+    return frame(conn, query, _range(devices, start, end, bucket))
 
 
 def latest_detections(
@@ -357,7 +357,7 @@ def latest_detections(
     if _packed(conn):
         # the device's minute rows newest first, each sorted on its own: the walk stops
         # once `limit` rows are found
-        return _frame(
+        return frame(
             conn,
             """
             SELECT d.window_start, d.device, d.label, d.rating, d.model, d.rank,
@@ -385,7 +385,7 @@ def latest_detections(
             """,
             params,
         )
-    return _frame(
+    return frame(
         conn,
         """
         SELECT d.window_start, d.device, d.label, d.rating, d.model, d.rank,
@@ -425,7 +425,7 @@ def top_classes(
     `rollups` false.
     """
     if rollups and min_score <= 0 and _source(conn, start, end, None, "labels_hourly") is not None:
-        return _frame(
+        return frame(
             conn,
             """
             SELECT n.name AS label, sum(h.windows)::bigint AS detections,
@@ -446,7 +446,7 @@ def top_classes(
     if _packed(conn):
         # minutes wholly inside the range: their label arrays as they are; the (at most
         # two) minutes at its edges through the view, window by window
-        return _frame(
+        return frame(
             conn,
             """
             WITH r AS (
@@ -472,7 +472,7 @@ def top_classes(
             """,
             params,
         )
-    return _frame(
+    return frame(
         conn,
         """
         SELECT label, count(*) AS detections, count(DISTINCT device) AS devices,
@@ -525,7 +525,7 @@ def indices_series(
             GROUP BY 1, 2 ORDER BY 1, 2
             """
         ).format(means=means)
-        return _frame(conn, rollup, _range(devices, start, end, bucket))
+        return frame(conn, rollup, _range(devices, start, end, bucket))
     averages = sql.SQL(", ").join(
         sql.SQL("avg({c})::double precision AS {c}").format(c=sql.Identifier(c))
         for c in INDEX_COLUMNS
@@ -540,7 +540,7 @@ def indices_series(
         GROUP BY 1, 2 ORDER BY 1, 2
         """
     ).format(averages=averages)
-    return _frame(conn, query, _range(devices, start, end, bucket))
+    return frame(conn, query, _range(devices, start, end, bucket))
 
 
 def noise_events(
@@ -551,7 +551,7 @@ def noise_events(
     Columns: window_start, device, window_duration, threshold_db, laeq_db, lamax_db, classes
     (the JSON list of {label, score}).
     """
-    return _frame(
+    return frame(
         conn,
         """
         SELECT window_start, device, window_duration, threshold_db, laeq_db, lamax_db, classes
@@ -581,7 +581,7 @@ def gaps(
     recorded_at. (`node` is read through to_jsonb so that a database not yet migrated by
     ingest, without the column, still shows its gaps.)
     """
-    return _frame(
+    return frame(
         conn,
         """
         SELECT first_start, last_start, device, kind, to_jsonb(g) ->> 'node' AS node, count,
@@ -605,7 +605,7 @@ def gaps_by_cause(
 
     Columns: device, kind, gaps, seconds.
     """
-    return _frame(
+    return frame(
         conn,
         """
         SELECT device, kind, count(*) AS gaps,
@@ -640,7 +640,7 @@ def classification_coverage(
     """
     params = _range(devices, start, end)
     if (end - start) > ROLLUP_AFTER and _table_exists(conn, "labelled_hourly"):
-        return _frame(
+        return frame(
             conn,
             """
             WITH c AS (
@@ -662,7 +662,7 @@ def classification_coverage(
             params,
         )
     if _packed(conn):
-        return _frame(
+        return frame(
             conn,
             """
             WITH ev AS (
@@ -693,7 +693,7 @@ def classification_coverage(
             """,
             params,
         )
-    return _frame(
+    return frame(
         conn,
         """
         SELECT l.device, count(*) AS measured,

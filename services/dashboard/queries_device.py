@@ -18,7 +18,7 @@ import pandas as pd
 from psycopg import sql
 
 from services.dashboard.core import BUCKET_ORIGIN
-from services.dashboard.queries_fleet import Connection, frame
+from services.dashboard.queries import Connection, frame
 
 #: Longest span of raw `levels.bands` the spectrogram reads (the end of the range).
 RAW_BANDS_MAX: Final = timedelta(hours=2)

