@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,17 +19,13 @@ from maad import spl, util
 from services.health import fetch_status
 from shared.settings import MqttSettings
 from tests.support.audio import speech_and_tone_wav
-from tests.support.servers import process
+from tests.support.servers import ingest_command, process, soundscape
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SECONDS = 4
 TOP_K = 5
 START = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
-
-
-def soundscape(*args: str) -> list[str]:
-    return [sys.executable, "-m", "services.cli", *args]
 
 
 def wait_online(settings: MqttSettings, node: str, timeout: float = 120) -> None:
@@ -84,17 +79,7 @@ def pipeline(
     )
     logs = tmp_path / "logs"
     logs.mkdir()
-    ingest = soundscape(
-        "ingest",
-        "--database-url",
-        database,
-        "--sync-interval",
-        "0.5",
-        "--spool",
-        str(tmp_path / "spool.sqlite3"),
-        "--client-id",
-        f"e2e-ingest-{tmp_path.name}",
-    )
+    ingest = ingest_command(database, tmp_path / "spool.sqlite3", f"e2e-ingest-{tmp_path.name}")
     inference = soundscape(
         "inference", "--backend", "transformers", "--model", str(tiny_ast), "--top-k", str(TOP_K)
     )

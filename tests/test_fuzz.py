@@ -17,7 +17,6 @@ import asyncio
 import functools
 import os
 import subprocess
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -49,7 +48,7 @@ from shared.messages import (
 )
 from shared.settings import MqttSettings
 from tests.support.hostile import T0, Hostile, batch, hostile, specials, valid, variants
-from tests.support.servers import process, start_mosquitto
+from tests.support.servers import ingest_command, process, soundscape, start_mosquitto
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -85,10 +84,6 @@ NODES = ("fuzz-ingest", "fuzz-levels", "fuzz-inference")
 #: decoding was bounded, the 16 MiB array bomb decoded to 16 M items, 128 MB more.
 SMALL_GROWTH_MB = 50
 RSS_GROWTH_MB = 160
-
-
-def soundscape(*args: str) -> list[str]:
-    return [sys.executable, "-m", "services.cli", *args]
 
 
 def memory_kb(pid: int) -> dict[str, int]:
@@ -220,17 +215,7 @@ def stack(tmp_path: Path, database: str, tiny_ast: Path) -> Iterator[Stack]:
     )
     logs = tmp_path / "logs"
     logs.mkdir()
-    ingest = soundscape(
-        "ingest",
-        "--database-url",
-        database,
-        "--sync-interval",
-        "0.5",
-        "--spool",
-        str(tmp_path / "spool.sqlite3"),
-        "--client-id",
-        "fuzz-ingest",
-    )
+    ingest = ingest_command(database, tmp_path / "spool.sqlite3", "fuzz-ingest")
     inference = soundscape(
         "inference", "--backend", "transformers", "--model", str(tiny_ast), "--top-k", "3"
     )

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import functools
 import os
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from services.localservers import free_port
 from shared.metrics import FAMILIES
 from shared.settings import MqttSettings
 from tests.support.audio import tone, white_noise, write_wav
-from tests.support.servers import process
+from tests.support.servers import ingest_command, process, soundscape
 from tests.support.webhook import webhook
 
 START = datetime(2026, 11, 30, 9, 0, 0, tzinfo=UTC)
@@ -35,10 +34,6 @@ SHAPE = (2, 4, 3)
 SECONDS = sum(SHAPE)
 RATE = 16000
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def soundscape(*args: str) -> list[str]:
-    return [sys.executable, "-m", "services.cli", *args]
 
 
 def scrape(port: int) -> tuple[set[str], Samples]:
@@ -123,16 +118,8 @@ def test_metrics_move_and_a_loud_stretch_notifies_once(
             return {**base, "SOUNDSCAPE_METRICS_PORT": str(ports[name])}
 
         commands = {
-            "ingest": soundscape(
-                "ingest",
-                "--database-url",
-                database,
-                "--sync-interval",
-                "0.5",
-                "--spool",
-                str(tmp_path / "spool.sqlite3"),
-                "--client-id",
-                f"m-ingest-{tmp_path.name}",
+            "ingest": ingest_command(
+                database, tmp_path / "spool.sqlite3", f"m-ingest-{tmp_path.name}"
             ),
             "levels": soundscape("levels"),
             "inference": soundscape(

@@ -20,7 +20,6 @@ import contextlib
 import os
 import shutil
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -43,7 +42,7 @@ from tests.deploy.compose_runner import (
     wait_port_of,
 )
 from tests.deploy.helpers import Client
-from tests.support.servers import process
+from tests.support.servers import process, soundscape
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -142,10 +141,6 @@ class Proxy:
             for s in (src, dst):
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-
-
-def soundscape(*args: str) -> list[str]:
-    return [sys.executable, "-m", "services.cli", *args]
 
 
 def wait_online(settings: MqttSettings, node: str, timeout: float = 90) -> None:

@@ -11,8 +11,8 @@ import pytest
 
 from services.simulate.core import device_ids
 from shared.settings import MqttSettings
-from tests.support.servers import process
-from tests.test_end_to_end import soundscape, wait_online, wait_rows
+from tests.support.servers import ingest_command, process, soundscape
+from tests.test_end_to_end import wait_online, wait_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -36,17 +36,7 @@ def test_every_window_of_every_simulated_sensor_is_stored_once(
     )
     logs = tmp_path / "logs"
     logs.mkdir()
-    ingest = soundscape(
-        "ingest",
-        "--database-url",
-        database,
-        "--sync-interval",
-        "0.5",
-        "--spool",
-        str(tmp_path / "spool.sqlite3"),
-        "--client-id",
-        f"sim-ingest-{tmp_path.name}",
-    )
+    ingest = ingest_command(database, tmp_path / "spool.sqlite3", f"sim-ingest-{tmp_path.name}")
     inference = soundscape(
         "inference", "--backend", "transformers", "--model", str(tiny_ast), "--top-k", str(TOP_K)
     )

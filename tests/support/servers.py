@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,26 @@ __all__ = [
     "start_postgres",
     "wait_port",
 ]
+
+
+def soundscape(*args: str) -> list[str]:
+    """The command line of `soundscape ARGS` run by this interpreter."""
+    return [sys.executable, "-m", "services.cli", *args]
+
+
+def ingest_command(database: str, spool: Path, client_id: str) -> list[str]:
+    """`soundscape ingest` as the pipeline tests run it: a sync every 0.5 s into `database`."""
+    return soundscape(
+        "ingest",
+        "--database-url",
+        database,
+        "--sync-interval",
+        "0.5",
+        "--spool",
+        str(spool),
+        "--client-id",
+        client_id,
+    )
 
 
 @contextlib.contextmanager
