@@ -215,8 +215,10 @@ class Stack:
             HF_HUB_OFFLINE="1",
             PYTHONUNBUFFERED="1",
         )
-        cores = os.cpu_count() or 1
-        threads = str(max(1, cores // config.inference))
+        # One ONNX Runtime thread per worker: the stages share the cores, and a second
+        # intra-op thread costs more CPU per window than it saves in latency (YAMNet float:
+        # 1.3 ms per window with one thread, 1.7 ms with two; docs/benchmarks.md).
+        threads = "1"
         self.commands: dict[str, list[str]] = {
             "ingest": soundscape(
                 "ingest",
