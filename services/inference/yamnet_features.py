@@ -31,6 +31,8 @@ PATCH_HOP_FRAMES = 48  #: 0.48 s
 #: Frames past the last patch that are left out rather than covered by one more patch, set
 #: at the end (a 1 s window's last 2 frames, 25 ms, are not worth twice the work).
 MAX_UNCOVERED_FRAMES = 10
+#: Windows framed and transformed together in `batch_patches`.
+ROWS_AT_ONCE = 8
 
 
 def hertz_to_mel(freq: np.ndarray | float) -> np.ndarray:
@@ -71,10 +73,19 @@ def log_mel(samples: np.ndarray) -> np.ndarray:
 
 
 def _log_mel_rows(x: np.ndarray) -> np.ndarray:
-    """(n, frames, 64) log-mel of n float32 windows of one length, (n, samples) >= WINDOW."""
-    frames = sliding_window_view(x, WINDOW, axis=1)[:, ::HOP] * _hann()
-    magnitude = np.abs(np.fft.rfft(frames, FFT, axis=2))
-    out: np.ndarray = np.log(magnitude.astype(np.float32, copy=False) @ mel_matrix() + LOG_OFFSET)
+    """(n, frames, 64) log-mel of n float32 windows of one length, (n, samples) >= WINDOW.
+
+    `ROWS_AT_ONCE` windows at a time: their frames and spectra (about 1.3 MB for 8 windows of
+    1 s) stay in the CPU's cache, which a whole batch's would not.
+    """
+    frames = 1 + (x.shape[1] - WINDOW) // HOP
+    out = np.empty((len(x), frames, MEL_BANDS), np.float32)
+    for first in range(0, len(x), ROWS_AT_ONCE):
+        part = x[first : first + ROWS_AT_ONCE]
+        framed = sliding_window_view(part, WINDOW, axis=1)[:, ::HOP] * _hann()
+        magnitude = np.abs(np.fft.rfft(framed, FFT, axis=2))
+        mel = magnitude.astype(np.float32, copy=False) @ mel_matrix()
+        np.log(mel + LOG_OFFSET, out=out[first : first + len(part)])
     return out
 
 
