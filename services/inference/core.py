@@ -127,6 +127,8 @@ class WindowAssembler:
         else:
             state.marks.append(_Mark(len(state.buffer), chunk.seq, chunk.start))
         state.buffer = np.concatenate([state.buffer, samples]) if len(state.buffer) else samples
+        # Windows are views of the buffer, not copies: nothing writes to a buffer once made.
+        state.buffer.flags.writeable = False
         return self._cut(chunk.device, state)
 
     def _state_for(self, chunk: AudioChunk) -> _DeviceState | None:
@@ -170,7 +172,7 @@ class WindowAssembler:
                     seq=mark.seq,
                     start=mark.start + (0 - mark.offset) / state.rate,
                     rate=state.rate,
-                    samples=state.buffer[:win].copy(),
+                    samples=state.buffer[:win],
                 )
             )
             step = min(hop, len(state.buffer))
