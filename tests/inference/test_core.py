@@ -54,6 +54,16 @@ def test_default_window_is_each_chunk() -> None:
         assert sample_index(w.samples)[0] == (w.seq * RATE) % 30000
 
 
+def test_windows_share_the_buffer_read_only() -> None:
+    # Overlapping windows are views of one buffer: none may be written through.
+    windows = feed(WindowAssembler(1.0, 0.5), "yor", [0, 1, 2])
+    assert len(windows) == 5
+    for w in windows:
+        with pytest.raises(ValueError, match="read-only"):
+            w.samples[0] = 1.0
+    assert np.array_equal(windows[0].samples[RATE // 2 :], windows[1].samples[: RATE // 2])
+
+
 def test_long_windows_join_consecutive_chunks_with_hop() -> None:
     asm = WindowAssembler(3.0, 1.0)
     windows = feed(asm, "yor", list(range(6)))
