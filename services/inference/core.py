@@ -127,6 +127,8 @@ class WindowAssembler:
         else:
             state.marks.append(_Mark(len(state.buffer), chunk.seq, chunk.start))
         state.buffer = np.concatenate([state.buffer, samples]) if len(state.buffer) else samples
+        # Windows are views of the buffer, not copies: nothing writes to a buffer once made.
+        state.buffer.flags.writeable = False
         return self._cut(chunk.device, state)
 
     def _state_for(self, chunk: AudioChunk) -> _DeviceState | None:
@@ -170,7 +172,7 @@ class WindowAssembler:
                     seq=mark.seq,
                     start=mark.start + (0 - mark.offset) / state.rate,
                     rate=state.rate,
-                    samples=state.buffer[:win].copy(),
+                    samples=state.buffer[:win],
                 )
             )
             step = min(hop, len(state.buffer))
@@ -286,13 +288,43 @@ def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
 
 def top_k(scores: np.ndarray, labels: Sequence[str], k: int) -> list[LabelScore]:
     """The `k` highest scores with their labels, highest first (ties: lower index first)."""
-    row = np.asarray(scores, dtype=np.float64)
-    if row.ndim != 1 or len(row) != len(labels):
+    row = np.asarray(scores)
+    if row.ndim != 1:
         raise ValueError(f"score vector of shape {row.shape} for {len(labels)} labels")
-    if not np.all(np.isfinite(row)):
+    return top_k_rows(row[None], labels, k)[0]
+
+
+def top_k_rows(scores: np.ndarray, labels: Sequence[str], k: int) -> list[list[LabelScore]]:
+    """`top_k` of each row of an (n, labels) batch of scores, in one pass over the batch.
+
+    `argpartition` finds each row's k highest without sorting all of them; a row where a
+    tie straddles the k-th place (int8 scores tie often) is sorted in full instead, so the
+    tied classes kept are the lowest-numbered, as a stable sort keeps them.
+    """
+    rows = np.asarray(scores, dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[1] != len(labels):
+        raise ValueError(f"scores of shape {rows.shape} for {len(labels)} labels")
+    if not np.all(np.isfinite(rows)):
         raise ValueError("non-finite score from the model")
-    order = np.argsort(-row, kind="stable")[: max(1, min(k, len(row)))]
-    return [LabelScore(label=labels[i], score=float(np.clip(row[i], 0.0, 1.0))) for i in order]
+    n, width = rows.shape
+    k = max(1, min(k, width))
+    if k < width:
+        kept = np.argpartition(-rows, k - 1, axis=1)[:, :k]
+        kth = np.take_along_axis(rows, kept, 1).min(axis=1, keepdims=True)
+        tied = np.flatnonzero(np.count_nonzero(rows >= kth, axis=1) > k)
+    else:
+        kept, tied = np.broadcast_to(np.arange(width), (n, width)), np.zeros(0, np.intp)
+    kept = np.sort(kept, axis=1)  # so that the stable sort below puts ties by index
+    order = np.take_along_axis(
+        kept, np.argsort(-np.take_along_axis(rows, kept, 1), axis=1, kind="stable"), 1
+    )
+    for i in tied:
+        order[i] = np.argsort(-rows[i], kind="stable")[:k]
+    values = np.clip(np.take_along_axis(rows, order, 1), 0.0, 1.0).tolist()
+    return [
+        [LabelScore(label=labels[j], score=v) for j, v in zip(row, vals, strict=True)]
+        for row, vals in zip(order.tolist(), values, strict=True)
+    ]
 
 
 def speech_indices(labels: Sequence[str], names: Sequence[str]) -> list[int]:
@@ -307,9 +339,18 @@ def speech_present(scores: np.ndarray, indices: Sequence[int], threshold: float)
     Uses the full score vector, not the top-k: quiet speech often scores below the top
     classes of a loud scene, and a privacy filter must still see it.
     """
+    return speech_present_rows(np.asarray(scores)[None], indices, threshold)[0]
+
+
+def speech_present_rows(
+    scores: np.ndarray, indices: Sequence[int], threshold: float
+) -> list[bool | None]:
+    """`speech_present` of each row of an (n, labels) batch of scores."""
+    rows = np.asarray(scores)
     if not indices:
-        return None
-    return bool(np.max(np.asarray(scores)[list(indices)]) >= threshold)
+        return [None] * len(rows)
+    present: list[bool] = (rows[:, list(indices)].max(axis=1) >= threshold).tolist()
+    return list(present)
 
 
 @runtime_checkable
@@ -353,6 +394,8 @@ def classify(
             f"classifier returned scores of shape {scores.shape}, expected "
             f"{(len(windows), len(classifier.labels))}"
         )
+    labels = top_k_rows(scores, classifier.labels, options.top_k)
+    speech = speech_present_rows(scores, options.speech_indices, options.speech_threshold)
     return [
         LabelsResult(
             device=w.device,
@@ -360,9 +403,9 @@ def classify(
             start=w.start,
             duration=w.duration,
             model=options.model_id,
-            labels=top_k(row, classifier.labels, options.top_k),
-            speech_present=speech_present(row, options.speech_indices, options.speech_threshold),
+            labels=top,
+            speech_present=present,
             inference_ms=per_window_ms,
         )
-        for w, row in zip(windows, scores, strict=True)
+        for w, top, present in zip(windows, labels, speech, strict=True)
     ]

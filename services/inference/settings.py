@@ -185,7 +185,7 @@ class InferenceSettings(BaseSettings):
         default_factory=lambda: list(SPEECH_LABELS),
         description="Display names of the speech-family classes checked for speech_present",
     )
-    batch_size: int = Field(8, ge=1, le=256, description="Most windows classified at once")
+    batch_size: int = Field(32, ge=1, le=256, description="Most windows classified at once")
     max_wait_ms: float = Field(
         50.0,
         ge=0,

@@ -17,7 +17,9 @@ from services.inference.core import (
     resample,
     speech_indices,
     speech_present,
+    speech_present_rows,
     top_k,
+    top_k_rows,
 )
 from tests.inference.helpers import (
     FAKE_LABELS,
@@ -50,6 +52,16 @@ def test_default_window_is_each_chunk() -> None:
     for w in windows:
         assert len(w.samples) == RATE
         assert sample_index(w.samples)[0] == (w.seq * RATE) % 30000
+
+
+def test_windows_share_the_buffer_read_only() -> None:
+    # Overlapping windows are views of one buffer: none may be written through.
+    windows = feed(WindowAssembler(1.0, 0.5), "yor", [0, 1, 2])
+    assert len(windows) == 5
+    for w in windows:
+        with pytest.raises(ValueError, match="read-only"):
+            w.samples[0] = 1.0
+    assert np.array_equal(windows[0].samples[RATE // 2 :], windows[1].samples[: RATE // 2])
 
 
 def test_long_windows_join_consecutive_chunks_with_hop() -> None:
@@ -213,6 +225,38 @@ def test_top_k_rejects_broken_scores() -> None:
         top_k(np.array([0.1, np.nan] + [0.0] * 6), FAKE_LABELS, 2)
     with pytest.raises(ValueError, match="shape"):
         top_k(np.zeros(3), FAKE_LABELS, 2)
+
+
+def test_top_k_rows_is_top_k_of_each_row_ties_included() -> None:
+    rng = np.random.default_rng(5)
+    rows = rng.random((40, len(FAKE_LABELS)))
+    # Ties across the cut and inside the top, as int8 scores have them, and a flat row.
+    rows[1] = [0.5, 0.5, 0.5, 0.5, 0.1, 0.5, 0.2, 0.5]
+    rows[2] = [0.2, 0.9, 0.3, 0.3, 0.3, 0.0, 0.3, 0.1]
+    rows[3] = 0.25
+    rows[4] = np.round(rows[4], 1)
+    for k in (1, 3, 5, len(FAKE_LABELS), 100):
+        got = top_k_rows(rows, FAKE_LABELS, k)
+        for row, labels in zip(rows, got, strict=True):
+            order = np.argsort(-row, kind="stable")[: min(k, len(row))]
+            assert [(s.label, s.score) for s in labels] == [
+                (FAKE_LABELS[i], float(row[i])) for i in order
+            ]
+    assert [s.label for s in top_k_rows(rows[1:2], FAKE_LABELS, 3)[0]] == [
+        "Speech",
+        "Whispering",
+        "Music",
+    ]
+    with pytest.raises(ValueError, match="non-finite"):
+        top_k_rows(np.array([[0.1] * 8, [np.inf] + [0.0] * 7]), FAKE_LABELS, 2)
+    with pytest.raises(ValueError, match="shape"):
+        top_k_rows(np.zeros((2, 3)), FAKE_LABELS, 2)
+
+
+def test_speech_present_rows_is_each_rows_flag() -> None:
+    rows = np.array([[0.05, 0.3, 0.9, 0, 0, 0, 0, 0], [0.1, 0.2, 0.9, 0, 0, 0, 0, 0]])
+    assert speech_present_rows(rows, [0, 1], 0.25) == [True, False]
+    assert speech_present_rows(rows, [], 0.25) == [None, None]
 
 
 def test_speech_present_sees_quiet_speech_below_the_top_k() -> None:

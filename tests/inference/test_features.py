@@ -125,3 +125,23 @@ def test_patches_cover_the_end_of_the_window() -> None:
     assert np.array_equal(got[0, 0], spec[:96]) and np.array_equal(got[1, 0], spec[-96:])
     # 1 s (98 frames): the last 25 ms past one patch are not worth a second patch
     assert yf.patches(white_noise(1.0)).shape == (1, 1, 96, 64)
+
+
+def test_batch_patches_are_each_windows_own_patches_in_order() -> None:
+    noise = white_noise(6.0, rms=0.3, seed=3)
+    # Lengths the service meets: 1 s windows, longer ones with 2-3 patches, a window just
+    # short of one patch (padded) and one shorter than a frame, mixed in one batch.
+    lengths = [16_000, 32_000, 16_000, 15_599, 100, 48_000, 16_000]
+    windows = [noise[i * 4_000 : i * 4_000 + n] for i, n in enumerate(lengths)]
+    got, counts = yf.batch_patches(windows)
+    each = [yf.patches(w) for w in windows]
+    assert counts == [len(p) for p in each] == [1, 3, 1, 1, 1, 5, 1]
+    assert got.shape == (sum(counts), 1, 96, 64) and got.dtype == np.float32
+    assert np.allclose(got, np.concatenate(each), atol=1e-6)
+    same, ones = yf.batch_patches(windows[:1] * 4)
+    assert ones == [1] * 4 and same.flags.c_contiguous
+    assert np.allclose(same, np.concatenate([each[0]] * 4), atol=1e-6)
+    empty, none = yf.batch_patches([])
+    assert empty.shape == (0, 1, 96, 64) and none == []
+    with pytest.raises(ValueError, match="mono"):
+        yf.batch_patches([np.zeros((16_000, 2), np.float32)])

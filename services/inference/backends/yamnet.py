@@ -13,7 +13,6 @@ sound anywhere in the window counts).
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -245,8 +244,8 @@ class YamNet:
         """Sigmoid scores, (len(windows), 521): each the maximum over the window's patches."""
         if not windows:
             return np.zeros((0, len(self.labels)), np.float32)
-        per_window = [features.patches(w) for w in windows]
-        counts = [len(p) for p in per_window]
-        scores = self.patch_scores(np.concatenate(per_window))
-        bounds = np.cumsum([0, *counts])
-        return np.stack([scores[a:b].max(axis=0) for a, b in itertools.pairwise(bounds)])
+        patches, counts = features.batch_patches(windows)
+        scores = self.patch_scores(patches)
+        if len(scores) == len(windows):  # one patch each (1 s windows): nothing to reduce
+            return scores
+        return np.maximum.reduceat(scores, np.cumsum([0, *counts[:-1]]), axis=0)
