@@ -72,6 +72,13 @@ def test_every_page_draws_its_charts_in_chromium(
         for name, address in _pages(url, fleet).items():
             # Generous: a loaded CI machine; the benchmark measures the speed.
             drawn[name] = draw(browser, address, artefacts / f"{name}.png", timeout_s=150)
+        # The health page is open: its chart's CSV is written when the button is clicked.
+        with browser.expect_download(timeout=60_000) as download:
+            browser.locator('.st-key-chart-gaps [data-testid="stDownloadButton"] button').click()
+        csv = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    assert download.value.suggested_filename == "gaps.csv"
+    assert csv[0].split(",")[:2] == ["device", "kind"]
+    assert sorted(line.split(",")[0] for line in csv[1:]) == fleet.devices[:2]
     for name, page in drawn.items():
         assert page.errors == [], f"{name}: {page.errors}"
         assert (artefacts / f"{name}.png").stat().st_size > 10_000
