@@ -11,7 +11,10 @@ starts `soundscape dashboard` and opens every page for every preset range in Chr
 last chart drawn in a new browser (nothing cached) and in a second tab (scripts cached; each
 tab is a new Streamlit session, so every query runs), the server's own time, the charts,
 their data points and the bytes of figure JSON (plotly `data` + `layout` as the browser
-holds them), and the load average at the time.
+holds them), and the load average at the time. Then, per page and range, the phases in a
+third tab (ms from navigation: the app module run, the websocket open and its first
+message, the dashboard's preload script, plotly.js fetched, the closing marker, the first
+and last chart drawn), from an init script that only that tab has.
 
 `--before-root` times the same pages of another checkout (e.g. this one before a change) on
 the same database, row by row beside this one's (its row first), with the same measurement.
