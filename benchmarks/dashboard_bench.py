@@ -125,12 +125,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--baseline-root", help="--pages: also time the dashboard of this other checkout"
     )
+    parser.add_argument(
+        "--before-root",
+        help="--pages: time these pages of another checkout too (e.g. before a change), "
+        "row by row beside this one's, same measurement",
+    )
     args = parser.parse_args(argv)
     if args.pages:
         from benchmarks import dashboard_pages
 
         devices = args.devices if args.devices != 1 else 20
-        return dashboard_pages.run(args.pg, devices, args.days, args.baseline_root)
+        return dashboard_pages.run(
+            args.pg, devices, args.days, args.baseline_root, args.before_root
+        )
 
     name = f"bench_dashboard_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(args.pg, autocommit=True) as admin:

@@ -1,7 +1,7 @@
 """Each dashboard page in Chromium with a fleet: time to the last chart and chart payload.
 
     .venv/bin/python -m benchmarks.dashboard_bench --pages [--devices 20] [--days 30]
-        [--baseline-root /path/to/another/checkout]
+        [--before-root /path/to/a/checkout] [--baseline-root /path/to/another/checkout]
 
 Seeds a throwaway database the way `tests/dashboard/fleet.py` does: 90 minutes of raw rows
 per device (1 s levels with bands, 1 s labels, summaries, indices), per-minute rollups for
@@ -11,8 +11,13 @@ starts `soundscape dashboard` and opens every page for every preset range in Chr
 last chart drawn in a new browser (nothing cached) and in a second tab (scripts cached; each
 tab is a new Streamlit session, so every query runs), the server's own time, the charts,
 their data points and the bytes of figure JSON (plotly `data` + `layout` as the browser
-holds them), and the load average at the time.
+holds them), and the load average at the time. Then, per page and range, the phases in a
+third tab (ms from navigation: the app module run, the websocket open and its first
+message, the dashboard's preload script, plotly.js fetched, the closing marker, the first
+and last chart drawn), from an init script that only that tab has.
 
+`--before-root` times the same pages of another checkout (e.g. this one before a change) on
+the same database, row by row beside this one's (its row first), with the same measurement.
 `--baseline-root` runs the same for another checkout's dashboard (e.g. the single-page
 dashboard before this one) on the same database, in the same run; it has no end-of-page
 marker, so its time is that of the last change in its charts once the app is idle.
@@ -20,6 +25,7 @@ marker, so its time is that of the last change in its charts once the app is idl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -45,6 +51,64 @@ IDLE_STATE = """() => {
   return {running: !!running, charts: plots.length, points, bytes,
           drawn: plots.every(p => p._fullData)};
 }"""
+
+
+#: Installed in the phases tab before the page's scripts: when the websocket opened and
+#: brought its first message, and (polled each animation frame) when the closing marker and
+#: each chart were first seen drawn.
+PHASES_INIT = """
+window.__phases = {ws: null, first: null, done: null, charts: []};
+(() => {
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('open', () => { __phases.ws ??= performance.now(); });
+      this.addEventListener('message', () => { __phases.first ??= performance.now(); });
+    }
+  };
+  const seen = new Set();
+  const tick = () => {
+    const now = performance.now();
+    if (__phases.done === null && document.querySelector('.st-key-page-done')) __phases.done = now;
+    for (const el of document.querySelectorAll('.js-plotly-plot')) {
+      if (el._fullData && !seen.has(el)) { seen.add(el); __phases.charts.push(now); }
+    }
+    requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+})();
+"""
+READ_PHASES = """() => {
+  const nav = performance.getEntriesByType('navigation')[0];
+  const plotly = performance.getEntriesByType('resource')
+    .find(r => r.name.includes('/PlotlyChart.'));
+  const mark = performance.getEntriesByName('dashboard-preload')[0];
+  const p = window.__phases;
+  return {app: nav.domContentLoadedEventEnd, ws: p.ws, first: p.first,
+          preload: mark ? mark.startTime : null, plotly: plotly ? plotly.responseEnd : null,
+          done: p.done, chart1: p.charts.length ? Math.min(...p.charts) : null,
+          last: p.charts.length ? Math.max(...p.charts) : null};
+}"""
+
+
+def _phases(chromium: Any, address: str) -> dict[str, float | None]:
+    """Milliseconds from navigation to each phase, in a tab of its own (scripts cached by a
+    first tab), so that the polling does not touch the timed tabs."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 3000})
+    warm = context.new_page()
+    draw(warm, address, timeout_s=120)
+    warm.close()
+    context.add_init_script(PHASES_INIT)
+    tab = context.new_page()
+    draw(tab, address, timeout_s=120)
+    phases: dict[str, float | None] = tab.evaluate(READ_PHASES)
+    context.close()
+    return phases
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
 
 
 def _baseline(page: Any, url: str, timeout_s: float = 180) -> tuple[float, int, int]:
@@ -94,7 +158,9 @@ def _measure(chromium: Any, url: str, page_name: str, preset: str) -> str:
     )
 
 
-def run(pg: str, devices: int, days: float, baseline_root: str | None) -> int:
+def run(
+    pg: str, devices: int, days: float, baseline_root: str | None, before_root: str | None = None
+) -> int:
     """Seed, measure, print; the exit status."""
     if not CHROMIUM.exists():
         print(f"no Chromium at {CHROMIUM}: apt-get install chromium")
@@ -120,12 +186,39 @@ def run(pg: str, devices: int, days: float, baseline_root: str | None) -> int:
             print(
                 "| page | range | to last chart, new browser | same, scripts cached "
                 "| server (queries + layout) | charts | points | chart JSON | load avg |"
+                + (" checkout |" if before_root else "")
             )
-            print("|---|---|---|---|---|---|---|---|---|")
-            with dashboard(dsn, free_port()) as url:
+            print("|---|---|---|---|---|---|---|---|---|" + ("---|" if before_root else ""))
+            with contextlib.ExitStack() as servers:
+                url = servers.enter_context(dashboard(dsn, free_port()))
+                before = before_root and servers.enter_context(
+                    dashboard(dsn, free_port(), root=before_root)
+                )
                 for page_name in PAGES:
                     for preset in RANGES:
-                        print(_measure(chromium, url, page_name, preset))
+                        if before:  # the same row of the other checkout first, then this one
+                            print(_measure(chromium, before, page_name, preset) + " before |")
+                        row = _measure(chromium, url, page_name, preset)
+                        print(row + (" this |" if before else ""))
+                print(
+                    "\nphases, ms from navigation (a third tab, scripts cached): app module "
+                    "run (DOMContentLoaded), websocket open, its first message, the preload "
+                    "script, plotly.js fetched, the page's closing marker, first and last "
+                    "chart drawn"
+                )
+                print("| page | range | app | websocket | 1st message | preload | plotly.js "
+                      "| closing marker | 1st chart | last chart | load avg |")  # fmt: skip
+                print("|---|---|---|---|---|---|---|---|---|---|---|")
+                for page_name in PAGES:
+                    for preset in RANGES:
+                        address = f"{url}/?page={page_name}&range={preset.replace(' ', '+')}"
+                        ph = _phases(chromium, address)
+                        cells = " | ".join(
+                            _ms(ph[k])
+                            for k in ("app", "ws", "first", "preload", "plotly", "done",
+                                      "chart1", "last")
+                        )  # fmt: skip
+                        print(f"| {page_name} | {preset} | {cells} | {os.getloadavg()[0]:.1f} |")
             if baseline_root:
                 print(f"\nbaseline: the dashboard of {baseline_root}, same database")
                 print("| range | time to last chart | charts | chart JSON |")

@@ -26,6 +26,7 @@ from services.dashboard import (
     view_overview,
 )
 from services.dashboard.gate import unlocked
+from services.dashboard.preload import preload_frontend
 from services.dashboard.settings import DashboardSettings
 from services.dashboard.ui import section
 from shared.runtime import setup_logging
@@ -126,6 +127,7 @@ def render(conn: Any, settings: DashboardSettings, clock: datetime) -> None:
 def main() -> None:
     """Build the settings, connect read-only, draw the page."""
     st.set_page_config(page_title="Soundscape monitor", layout="wide")
+    preload_frontend()
     setup_logging()
     st.title("Soundscape monitor")
     try:

@@ -10,6 +10,7 @@ change a query's arguments (or switching pages back and forth) runs no query aga
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -103,13 +104,25 @@ def chart(key: str, fig: go.Figure, data: pd.DataFrame, caption: str | None = No
         if caption:
             st.caption(caption)
         if not data.empty:
-            st.download_button(
-                "Download CSV",
-                data.to_csv(index=False).encode("utf-8"),
-                file_name=f"{key}.csv",
-                mime="text/csv",
-                key=f"csv-{key}",
-            )
+            csv_button(key, data)
+
+
+def csv_button(key: str, data: pd.DataFrame) -> None:
+    """A button that downloads `data` as `<key>.csv`; the CSV is written when clicked (on
+    Streamlit's download thread), not on every page run."""
+    st.download_button(
+        "Download CSV",
+        functools.partial(_csv, data),
+        file_name=f"{key}.csv",
+        mime="text/csv",
+        key=f"csv-{key}",
+        on_click="ignore",
+    )
+
+
+def _csv(data: pd.DataFrame) -> bytes:
+    text: str = data.to_csv(index=False)
+    return text.encode("utf-8")
 
 
 def table(key: str, data: pd.DataFrame, **kwargs: Any) -> None:
@@ -117,10 +130,4 @@ def table(key: str, data: pd.DataFrame, **kwargs: Any) -> None:
     with st.container(key=f"table-{key}"):
         st.dataframe(data, hide_index=True, key=key, **kwargs)
         if not data.empty:
-            st.download_button(
-                "Download CSV",
-                data.to_csv(index=False).encode("utf-8"),
-                file_name=f"{key}.csv",
-                mime="text/csv",
-                key=f"csv-{key}",
-            )
+            csv_button(key, data)

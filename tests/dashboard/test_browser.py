@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -68,10 +69,23 @@ def test_every_page_draws_its_charts_in_chromium(
     fleet = seed_fleet(schema_db, 4, minute_hours=20, hour_days=0.8)
     first = fleet.devices[0]
     drawn: dict[str, Drawn] = {}
+    requested: list[str] = []
+    browser.on("request", lambda request: requested.append(request.url))
     with dashboard(schema_db, free_port()) as url:
         for name, address in _pages(url, fleet).items():
             # Generous: a loaded CI machine; the benchmark measures the speed.
             drawn[name] = draw(browser, address, artefacts / f"{name}.png", timeout_s=150)
+        # The health page is open: its chart's CSV is written when the button is clicked.
+        with browser.expect_download(timeout=60_000) as download:
+            browser.locator('.st-key-chart-gaps [data-testid="stDownloadButton"] button').click()
+        csv = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    # Offline: every request the pages make (scripts, fonts, data) goes to the dashboard.
+    elsewhere = {u for u in requested if urlsplit(u).scheme not in ("data", "blob")}
+    elsewhere = {u for u in elsewhere if urlsplit(u).hostname != "127.0.0.1"}
+    assert requested and not elsewhere
+    assert download.value.suggested_filename == "gaps.csv"
+    assert csv[0].split(",")[:2] == ["device", "kind"]
+    assert sorted(line.split(",")[0] for line in csv[1:]) == fleet.devices[:2]
     for name, page in drawn.items():
         assert page.errors == [], f"{name}: {page.errors}"
         assert (artefacts / f"{name}.png").stat().st_size > 10_000
