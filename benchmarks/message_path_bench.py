@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import re
@@ -88,6 +89,10 @@ def _results(device: str, seq: int, start: float) -> tuple[Any, Any]:
     return labels, levels
 
 
+def _put_next(spool: Any, batches: Iterator[list[Any]]) -> object:
+    return spool.put(next(batches))
+
+
 def micro() -> dict[str, float]:
     """Microseconds of CPU per call of each step of the message path."""
     import numpy as np
@@ -111,7 +116,7 @@ def micro() -> dict[str, float]:
     for msg in _results("sim-0001", 1, T_SAMPLE):
         body, where = msg.encode(), msg.topic("bench")
         out[f"ingest triage, {msg.LEAF}"] = _cpu_per_call(
-            lambda b=body, w=where: triage.message(w, b, None, T_SAMPLE + 5), 3000
+            functools.partial(triage.message, where, body, None, T_SAMPLE + 5), 3000
         )
     results: list[Result] = []
     for seq in range(4000):
@@ -119,12 +124,13 @@ def micro() -> dict[str, float]:
             verdict = triage.message(msg.topic("bench"), msg.encode(), None, T_SAMPLE + seq)
             assert isinstance(verdict, Result), verdict
             results.append(verdict)
-    with tempfile.TemporaryDirectory() as tmp:
-        spool = Spool(Path(tmp) / "spool.sqlite3", 1_000_000)
-        it = iter(range(0, len(results), 20))
-        per_batch = _cpu_per_call(lambda: spool.put(results[next(it) :][:20]), 300)
-        out["spool put, per result (20 per commit)"] = per_batch / 20
-        spool.close()
+    for size, calls in ((1, 1000), (20, 300)):
+        with tempfile.TemporaryDirectory() as tmp:
+            spool = Spool(Path(tmp) / "spool.sqlite3", 1_000_000)
+            batches = iter([results[i : i + size] for i in range(0, len(results), size)])
+            per_batch = _cpu_per_call(functools.partial(_put_next, spool, batches), calls)
+            out[f"spool put, per result ({size} per commit)"] = per_batch / size
+            spool.close()
     scene = Scene.from_float(rng.uniform(-0.3, 0.3, 16000 * 30), 16000)
     fleet = Fleet(device_ids(200), [scene], 1.0, 1e6, T_SAMPLE)
     step = [0.0]
@@ -357,6 +363,10 @@ def in_tree(tree: Path, *args: str) -> dict[str, float]:
     return result
 
 
+def _step(step: str, run: dict[str, float]) -> float:
+    return run.get(step, float("inf"))
+
+
 def rev(ref: str) -> str:
     return subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", ref],
@@ -371,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--devices", type=int, default=200)
     p.add_argument("--seconds", type=int, default=40)
     p.add_argument("--baseline", default=None, help="a commit to compare with (git ref)")
+    p.add_argument(
+        "--ref", default=None, help="measure this commit instead of the working tree (git ref)"
+    )
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--skip-fleet", action="store_true", help="per-message figures only")
     p.add_argument(
@@ -391,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="msgpath-trees-"))
     trees = {f"this checkout ({rev('HEAD')}, uncommitted changes included)": ROOT}
     try:
+        if args.ref:
+            trees = {f"{rev(args.ref)}": extract(args.ref, tmp)}
         if args.baseline:
             trees = {f"baseline {rev(args.baseline)}": extract(args.baseline, tmp), **trees}
         micros: dict[str, list[dict[str, float]]] = {k: [] for k in trees}
@@ -417,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     for step in [k for k in micros[names[-1]][0] if k != "load"]:
         cells = []
         for n in names:
-            best = min(micros[n], key=lambda r, s=step: r.get(s, float("inf")))
+            best = min(micros[n], key=functools.partial(_step, step))
             cells.append(f"{best.get(step, float('nan')):.1f} (load {best['load']:.2f})")
         print(f"| {step} | " + " | ".join(cells) + " |")
     if not args.skip_fleet:
