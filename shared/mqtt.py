@@ -123,16 +123,28 @@ class _Client(aiomqtt.Client):
         return info
 
 
+class _PackedProperties(Properties):
+    """PUBLISH properties naming a content type, packed once: paho packs a message's
+    properties again for every message, walking every property name MQTT 5 has."""
+
+    def __init__(self, content_type: str) -> None:
+        super().__init__(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        self.ContentType = content_type
+        object.__setattr__(self, "_packed", bytes(super().pack()))  # type: ignore[no-untyped-call]
+
+    def pack(self) -> bytes:
+        packed: bytes = object.__getattribute__(self, "_packed")
+        return packed
+
+
 def _properties(content_type: str | None) -> Properties | None:
-    """The PUBLISH properties naming `content_type`, built once per content type (paho only
-    reads them when it packs a message)."""
+    """The PUBLISH properties naming `content_type`, built and packed once per content type
+    (paho only reads them when it packs a message)."""
     if not content_type:
         return None
     props = _PROPERTIES.get(content_type)
     if props is None:
-        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        props.ContentType = content_type
-        _PROPERTIES[content_type] = props
+        props = _PROPERTIES[content_type] = _PackedProperties(content_type)
     return props
 
 

@@ -254,6 +254,7 @@ class Ingest:
         broker = sum(d.topic.startswith("$SYS/") for d in batch)
         self.stats.add("received", len(batch) - broker)
         self.stats.add("broker_received", broker)
+        self.stats.add("spool_commits")
         self.stats.add("spooled", outcome.stored)
         self.stats.add("duplicates", outcome.duplicates)
         self.stats.add("dropped", outcome.dropped)
