@@ -21,6 +21,9 @@ see the same machine load:
   first result to the moment every result is committed in PostgreSQL; simulate's is its
   own "CPU while publishing" (its summary line).
 
+With SOUNDSCAPE_BENCH_PY_SPY=<folder>, py-spy records both processes during each fleet run
+(raw stacks of the samples that held the GIL; each run overwrites the last).
+
 The machine is shared: the load average is printed beside every figure.
 """
 
@@ -251,6 +254,38 @@ def _online(port: int, prefix: str, node: str, proc: subprocess.Popen[bytes], lo
         client.disconnect()
 
 
+def _spy(ingest: int, simulate: int, seconds: int) -> list[subprocess.Popen[bytes]]:
+    """py-spy on both processes (GIL-holding samples, raw) when SOUNDSCAPE_BENCH_PY_SPY names
+    a folder for the profiles."""
+    folder = os.environ.get("SOUNDSCAPE_BENCH_PY_SPY")
+    if not folder:
+        return []
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return [
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                "-r",
+                "100",
+                "--gil",
+                "--threads",
+                "-f",
+                "raw",
+                "-d",
+                str(max(5, seconds - 8)),
+                "-p",
+                str(pid),
+                "-o",
+                f"{folder}/{name}.txt",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in (("ingest", ingest), ("simulate", simulate))
+    ]
+
+
 def fleet_run(tree: Path, devices: int, seconds: int, admin: str) -> dict[str, float]:
     """CPU seconds per sensor-hour of ingest and simulate running from `tree`."""
     from services import localservers
@@ -308,7 +343,10 @@ def fleet_run(tree: Path, devices: int, seconds: int, admin: str) -> dict[str, f
                     text=True,
                 )
                 results.thread.start()
+                spies = _spy(ingest.pid, sim.pid, seconds)
                 sim_out, sim_err = sim.communicate(timeout=seconds + 180)
+                for spy in spies:
+                    spy.wait(60)
                 results.wait()
                 expected = devices * seconds
                 deadline = time.monotonic() + 60

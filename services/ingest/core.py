@@ -14,6 +14,7 @@ import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from services.ingest.schema import BROKER_DEVICE, BROKER_DROPPED, TABLES
@@ -98,12 +99,13 @@ def result_key(msg: WindowMessage | GapReport) -> str:
     """
     if isinstance(msg, GapReport):
         return gap_uid(msg.device, msg.cause, msg.node, msg.start, msg.end)
-    parts: list[object] = [msg.device, repr(msg.start)]
+    parts = [msg.device, repr(msg.start)]
     if isinstance(msg, LabelsResult | SpeciesResult):
         parts.append(msg.model)
     elif isinstance(msg, LevelsSummary | IndicesResult):
         parts.append(repr(msg.duration))
-    return json.dumps(parts, ensure_ascii=True)
+    # json.dumps(parts, ensure_ascii=True), without its encoder's set-up per call
+    return "[" + ", ".join(map(encode_basestring_ascii, parts)) + "]"
 
 
 def rows_of(msg: WindowMessage | GapReport, received: float | None = None) -> tuple[Row, ...]:
@@ -258,6 +260,12 @@ def _constant(name: str) -> float:
 def _jsonb_problem(value: Any) -> str | None:
     if not isinstance(value, str):
         return _json_problem(value)
+    if _plain_json(value):
+        try:
+            json.loads(value)
+        except ValueError:
+            return "invalid JSON"
+        return None
     try:
         decoded = json.loads(value, parse_float=_finite, parse_constant=_constant)
     except _NonFinite:
@@ -267,6 +275,24 @@ def _jsonb_problem(value: Any) -> str | None:
     # Every number is finite now, and a NUL byte can only come from the escape \\u0000 (a raw
     # one is invalid JSON): text without it needs no walk.
     return _json_problem(decoded) if "\\u0000" in value else None
+
+
+_DIGITS = str.maketrans(dict.fromkeys("123456789", "0"))
+_LONGEST_FINITE = "0" * 309  # more digits before the point than a double holds
+
+
+def _plain_json(value: str) -> bool:
+    """Whether JSON text can decode to nothing but finite numbers and NUL-free strings: no
+    NaN or Infinity constant, no exponent (no "e" at all), no run of 309 digits, no escape
+    \\u0000 (a raw NUL is invalid JSON). Text that fails this is decoded and walked."""
+    return not (
+        "e" in value
+        or "E" in value
+        or "NaN" in value
+        or "Infinity" in value
+        or "\\u0000" in value
+        or _LONGEST_FINITE in value.translate(_DIGITS)
+    )
 
 
 def _uuid_problem(value: Any) -> str | None:

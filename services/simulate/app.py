@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="spread the sensors over one chunk period (default) or start all at once",
     )
-    p.add_argument("--tick", type=float, help="shortest time between wake-ups, s (default 0.02)")
+    p.add_argument("--tick", type=float, help="shortest time between wake-ups, s (default 0.05)")
     p.add_argument("--node-id", help="node id of the simulator's status (default simulate)")
     return p
 

@@ -52,7 +52,7 @@ class SimulateSettings(BaseSettings):
         "simulate", description="Node id of the simulator's own retained status"
     )
     tick: float = Field(
-        0.02,
+        0.05,
         ge=0,
         le=1,
         description="Shortest time between two wake-ups of the simulator, seconds: each "

@@ -67,7 +67,7 @@ async def test_chunks_go_out_once_each_never_before_their_audio_ends_a_tick_at_a
     every = threading.Event()
 
     def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
-        arrived.append((time.time(), AudioChunk.decode(msg.payload)))
+        arrived.append((time.time(), AudioChunk.decode(bytes(msg.payload))))
         if len(arrived) >= 16:
             every.set()
 
