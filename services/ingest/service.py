@@ -6,8 +6,8 @@ fsync) and one sync thread (psycopg's COPY of up to `batch_size` results). The a
 only moves deliveries from paho to the writer, paces the syncs and publishes the status, so
 a slow fsync or a long COPY never delays the others.
 
-    paho thread --deliver--> asyncio queue --batch--> writer thread: decode, validate,
-                                                      spool.put (commit), then PUBACK
+    paho thread --deliver--> inbox (the loop woken once per burst) --after spool_linger,
+        a batch--> writer thread: decode, validate, spool.put (one commit), then PUBACK
     sync thread, every sync_interval: spool --COPY--> PostgreSQL (commit), then spool delete
 
 Besides the results (gap reports included), ingest reads three of the broker's `$SYS` topics
