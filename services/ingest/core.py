@@ -49,6 +49,9 @@ SYS_TOPICS = (SYS_DROPPED, SYS_UPTIME, SYS_STORED)
 
 Row = tuple[Any, ...]
 
+#: json.dumps(value, allow_nan=False), with the encoder built once instead of per call.
+_to_json = json.JSONEncoder(allow_nan=False).encode
+
 
 @dataclass(frozen=True, slots=True)
 class Result:
@@ -142,7 +145,7 @@ def rows_of(msg: WindowMessage | GapReport, received: float | None = None) -> tu
         )
     if isinstance(msg, LevelsResult):
         cal = msg.calibration
-        bands = None if msg.bands is None else json.dumps(msg.bands, allow_nan=False)
+        bands = None if msg.bands is None else _to_json(msg.bands)
         return (
             (
                 *window,
@@ -189,9 +192,7 @@ def rows_of(msg: WindowMessage | GapReport, received: float | None = None) -> tu
             ),
         )
     if isinstance(msg, NoiseEvent):
-        classes = json.dumps(
-            [{"label": c.label, "score": c.score} for c in msg.classes], allow_nan=False
-        )
+        classes = _to_json([{"label": c.label, "score": c.score} for c in msg.classes])
         return ((*window, msg.threshold_db, msg.laeq_db, msg.lamax_db, classes),)
     if isinstance(msg, SpeciesResult):
         return tuple(

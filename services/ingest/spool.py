@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import msgpack
 
@@ -112,8 +111,9 @@ def _pack(rows: Sequence[Row]) -> bytes:
 
 
 def _unpack(blob: bytes) -> tuple[Row, ...]:
-    rows: list[list[Any]] = msgpack.unpackb(blob, raw=False)
-    return tuple(tuple(r) for r in rows)
+    # Rows hold scalars and JSON text only: tuples straight from msgpack are the same rows.
+    rows: tuple[Row, ...] = msgpack.unpackb(blob, raw=False, use_list=False)
+    return rows
 
 
 class Spool:
