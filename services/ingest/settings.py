@@ -84,8 +84,8 @@ class IngestSettings(BaseSettings):
         le=10,
         description="Seconds the spool writer lets results gather before one commit (an "
         "fsync) stores them all and they are acknowledged; 0: commit whatever has arrived at "
-        "once. A commit costs about as much CPU as 10 results (docs/benchmarks.md), and a "
-        "longer linger only delays the acknowledgement, never the sync",
+        "once. A commit costs about as much CPU as spooling 5-10 results (docs/benchmarks.md); a "
+        "longer linger delays the acknowledgement, never the sync",
     )
     require_known_device: bool = Field(
         False,
