@@ -75,11 +75,14 @@ class Subscription:
 class _Client(aiomqtt.Client):
     """aiomqtt's client, remembering the receive maximum the broker's CONNACK names (aiomqtt
     and paho drop it; MQTT 5 has a broker disconnect a client with more unacknowledged QoS 1
-    messages), and telling of PUBACKs that refuse a message (aiomqtt's publish returns as if
-    it were accepted)."""
+    messages), telling of PUBACKs that refuse a message (aiomqtt's publish returns as if it
+    were accepted), and handing messages to paho without an awaitable per message
+    (`send_nowait`; `on_published` then names each one paho wrote (QoS 0) or the broker
+    acknowledged (QoS 1))."""
 
     receive_maximum: int = NO_RECEIVE_MAXIMUM
     on_refused: Callable[[ReasonCode], None] | None = None
+    on_published: Callable[[int], None] | None = None
 
     def _on_connect(
         self,
@@ -104,7 +107,48 @@ class _Client(aiomqtt.Client):
     ) -> None:
         if self.on_refused is not None and reason_code.is_failure:
             self.on_refused(reason_code)
+        if self.on_published is not None:
+            self.on_published(mid)
         super()._on_publish(client, userdata, mid, reason_code, properties)
+
+    def send_nowait(
+        self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties | None
+    ) -> paho.MQTTMessageInfo:
+        """Queue a message in paho (written from the event loop as the socket allows); raise
+        `MqttCodeError` when paho refuses it (no connection). aiomqtt's `publish` would wait
+        for it with a task, an event and a timeout of its own, per message."""
+        info = self._client.publish(topic, payload, qos, retain, properties)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        return info
+
+
+class _PackedProperties(Properties):
+    """PUBLISH properties naming a content type, packed once: paho packs a message's
+    properties again for every message, walking every property name MQTT 5 has."""
+
+    def __init__(self, content_type: str) -> None:
+        super().__init__(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        self.ContentType = content_type
+        object.__setattr__(self, "_packed", bytes(super().pack()))  # type: ignore[no-untyped-call]
+
+    def pack(self) -> bytes:
+        packed: bytes = object.__getattribute__(self, "_packed")
+        return packed
+
+
+def _properties(content_type: str | None) -> Properties | None:
+    """The PUBLISH properties naming `content_type`, built and packed once per content type
+    (paho only reads them when it packs a message)."""
+    if not content_type:
+        return None
+    props = _PROPERTIES.get(content_type)
+    if props is None:
+        props = _PROPERTIES[content_type] = _PackedProperties(content_type)
+    return props
+
+
+_PROPERTIES: dict[str, Properties] = {}
 
 
 def backoff_delays(lo: float, hi: float) -> Iterator[float]:
@@ -372,54 +416,70 @@ class MqttBus:
 
     async def _send(self, client: _Client) -> None:
         """Keep up to `window` messages in flight, oldest first (memory, then disk); forget
-        each at its PUBACK. The first failed publish (a broken link, `ack_timeout` without
-        PUBACK) ends the connection; what was in flight goes out again first on the next."""
-        # A full window is expected, not "a concerning number of pending calls" to warn about
-        # (statuses and subscriptions may wait beside it).
-        client.pending_calls_threshold = max(client.pending_calls_threshold, self.window + 10)
+        each when paho wrote it (QoS 0) or at its PUBACK (QoS 1). The first failed publish
+        (a broken link, `ack_timeout` without PUBACK) ends the connection; what was in flight
+        goes out again first on the next.
+
+        Each message is handed to paho directly, in order (`_Client.send_nowait`), and its
+        token kept by packet id until `on_published` names it: no task per message."""
         client.on_refused = self._refused
         lanes: list[Lane] = [self._memory]
         if self._durable is not None:
             lanes.append(self._durable)
-        tasks: set[asyncio.Task[None]] = set()
-        failed: list[BaseException] = []
+        #: packet id -> (lane, token, deadline); insertion order is send order, so the first
+        #: entry has the earliest deadline.
+        sent: dict[int, tuple[Lane, int, float]] = {}
+        loop = asyncio.get_running_loop()
+        timeout = self.settings.ack_timeout
+        stats, wakeup = self.stats, self._wakeup
 
-        async def one(lane: Lane, token: int, out: Outgoing) -> None:
-            try:
-                await self._publish(
-                    client, out.topic, out.payload, out.qos, out.retain, out.content_type
-                )
-            except Exception as exc:  # raised again by the sender, below
-                failed.append(exc)
-            else:
-                lane.acked(token)
-                self.stats["published"] += 1
-            finally:
-                self._wakeup.set()
+        def published(mid: int) -> None:
+            entry = sent.pop(mid, None)
+            if entry is not None:
+                entry[0].acked(entry[1])
+                stats["published"] += 1
+                wakeup.set()
 
+        client.on_published = published
         try:
             while True:
-                self._wakeup.clear()
-                if failed:
-                    raise failed[0]  # one broken link: its own reason in the log
-                tasks = {t for t in tasks if not t.done()}
-                room = self.window - len(tasks)
-                # Tasks start in creation order, and each hands its message to paho before
-                # it first waits: the broker receives each lane in order.
-                for lane in lanes:
-                    for token, out in lane.take(room):
-                        tasks.add(asyncio.create_task(one(lane, token, out)))
-                        room -= 1
-                if not tasks:
+                wakeup.clear()
+                room = self.window - len(sent)
+                if room > 0:
+                    deadline = loop.time() + timeout
+                    for lane in lanes:
+                        for token, out in lane.take(room):
+                            room -= 1
+                            info = client.send_nowait(
+                                out.topic,
+                                out.payload,
+                                out.qos,
+                                out.retain,
+                                _properties(out.content_type),
+                            )
+                            if info.is_published():  # written (or acknowledged) already
+                                lane.acked(token)
+                                stats["published"] += 1
+                            else:
+                                sent[info.mid] = (lane, token, deadline)
+                if not sent:
                     for lane in lanes:
                         lane.flush()
                     if not self.pending:
                         self._idle.set()
-                await self._wakeup.wait()
+                    await wakeup.wait()
+                    continue
+                oldest = next(iter(sent.values()))[2]
+                if oldest <= loop.time():
+                    raise aiomqtt.MqttError(
+                        f"no acknowledgement within {timeout:g} s ({len(sent)} in flight)"
+                    )
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(oldest):
+                        await wakeup.wait()
         finally:
             # Cancelled or failed: nothing in flight counts as delivered any more.
-            for task in tasks:
-                task.cancel()
+            client.on_published = None
             for lane in lanes:
                 lane.rewind()
 
@@ -434,21 +494,6 @@ class MqttBus:
                 reason,
                 n,
             )
-
-    @staticmethod
-    async def _publish(
-        client: aiomqtt.Client,
-        topic: str,
-        payload: bytes,
-        qos: int,
-        retain: bool,
-        content_type: str | None,
-    ) -> None:
-        props = None
-        if content_type:
-            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            props.ContentType = content_type
-        await client.publish(topic, payload, qos=qos, retain=retain, properties=props)
 
     async def _heartbeat(self) -> None:
         while True:

@@ -14,6 +14,7 @@ import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from services.ingest.schema import BROKER_DEVICE, BROKER_DROPPED, TABLES
@@ -47,6 +48,9 @@ SYS_STORED = "$SYS/broker/store/messages/count"
 SYS_TOPICS = (SYS_DROPPED, SYS_UPTIME, SYS_STORED)
 
 Row = tuple[Any, ...]
+
+#: json.dumps(value, allow_nan=False), with the encoder built once instead of per call.
+_to_json = json.JSONEncoder(allow_nan=False).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +102,13 @@ def result_key(msg: WindowMessage | GapReport) -> str:
     """
     if isinstance(msg, GapReport):
         return gap_uid(msg.device, msg.cause, msg.node, msg.start, msg.end)
-    parts: list[object] = [msg.device, repr(msg.start)]
+    parts = [msg.device, repr(msg.start)]
     if isinstance(msg, LabelsResult | SpeciesResult):
         parts.append(msg.model)
     elif isinstance(msg, LevelsSummary | IndicesResult):
         parts.append(repr(msg.duration))
-    return json.dumps(parts, ensure_ascii=True)
+    # json.dumps(parts, ensure_ascii=True), without its encoder's set-up per call
+    return "[" + ", ".join(map(encode_basestring_ascii, parts)) + "]"
 
 
 def rows_of(msg: WindowMessage | GapReport, received: float | None = None) -> tuple[Row, ...]:
@@ -140,7 +145,7 @@ def rows_of(msg: WindowMessage | GapReport, received: float | None = None) -> tu
         )
     if isinstance(msg, LevelsResult):
         cal = msg.calibration
-        bands = None if msg.bands is None else json.dumps(msg.bands, allow_nan=False)
+        bands = None if msg.bands is None else _to_json(msg.bands)
         return (
             (
                 *window,
@@ -187,9 +192,7 @@ def rows_of(msg: WindowMessage | GapReport, received: float | None = None) -> tu
             ),
         )
     if isinstance(msg, NoiseEvent):
-        classes = json.dumps(
-            [{"label": c.label, "score": c.score} for c in msg.classes], allow_nan=False
-        )
+        classes = _to_json([{"label": c.label, "score": c.score} for c in msg.classes])
         return ((*window, msg.threshold_db, msg.laeq_db, msg.lamax_db, classes),)
     if isinstance(msg, SpeciesResult):
         return tuple(
@@ -240,6 +243,107 @@ def _json_problem(value: Any) -> str | None:
     return None
 
 
+class _NonFinite(Exception):
+    """A JSON number that is not finite (NaN, Infinity, or too large for a float)."""
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise _NonFinite(text)
+    return number
+
+
+def _constant(name: str) -> float:
+    raise _NonFinite(name)
+
+
+def _jsonb_problem(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return _json_problem(value)
+    if _plain_json(value):
+        try:
+            json.loads(value)
+        except ValueError:
+            return "invalid JSON"
+        return None
+    try:
+        decoded = json.loads(value, parse_float=_finite, parse_constant=_constant)
+    except _NonFinite:
+        return "non-finite number"
+    except ValueError:
+        return "invalid JSON"
+    # Every number is finite now, and a NUL byte can only come from the escape \\u0000 (a raw
+    # one is invalid JSON): text without it needs no walk.
+    return _json_problem(decoded) if "\\u0000" in value else None
+
+
+_DIGITS = str.maketrans(dict.fromkeys("123456789", "0"))
+_LONGEST_FINITE = "0" * 309  # more digits before the point than a double holds
+
+
+def _plain_json(value: str) -> bool:
+    """Whether JSON text can decode to nothing but finite numbers and NUL-free strings: no
+    NaN or Infinity constant, no exponent (no "e" at all), no run of 309 digits, no escape
+    \\u0000 (a raw NUL is invalid JSON). Text that fails this is decoded and walked."""
+    return not (
+        "e" in value
+        or "E" in value
+        or "NaN" in value
+        or "Infinity" in value
+        or "\\u0000" in value
+        or _LONGEST_FINITE in value.translate(_DIGITS)
+    )
+
+
+def _uuid_problem(value: Any) -> str | None:
+    return None if isinstance(value, str) and _is_uuid(value) else "not a uuid"
+
+
+def _text_column_problem(value: Any) -> str | None:
+    return _text_problem(value) if isinstance(value, str) else "not text"
+
+
+def _number_problem(value: Any, real: bool) -> str | None:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "NaN or infinite number"
+        if real and abs(value) > REAL_MAX:
+            return "number too large for a real column"
+        return None
+    if isinstance(value, int):
+        return None if BIGINT_MIN <= value <= BIGINT_MAX else "integer out of range"
+    return f"unexpected {type(value).__name__}"
+
+
+def _real_problem(value: Any) -> str | None:
+    if type(value) is float and -REAL_MAX <= value <= REAL_MAX:  # NaN compares false
+        return None
+    return _number_problem(value, True)
+
+
+def _other_problem(value: Any) -> str | None:
+    kind = type(value)
+    if (kind is float and math.isfinite(value)) or (
+        kind is int and BIGINT_MIN <= value <= BIGINT_MAX
+    ):
+        return None
+    return _number_problem(value, False)
+
+
+_BY_TYPE = {
+    "uuid": _uuid_problem,
+    "jsonb": _jsonb_problem,
+    "text": _text_column_problem,
+    "real": _real_problem,
+}
+#: Per table: (column name, the check of its SQL type) in column order, built once.
+_CHECKS = {
+    kind: tuple((name, _BY_TYPE.get(sqltype, _other_problem)) for name, sqltype in t.columns)
+    for kind, t in TABLES.items()
+}
+
+
 def row_problem(kind: str, row: Sequence[Any]) -> str | None:
     """Why PostgreSQL would refuse (or silently mis-store) this row, or None when it is fine.
 
@@ -247,36 +351,16 @@ def row_problem(kind: str, row: Sequence[Any]) -> str | None:
     boundary against anything built around them (a NaN stored in a float column would poison
     every average the dashboard computes; a NUL byte would abort the whole COPY).
     """
-    table = TABLES[kind]
-    if len(row) != len(table.columns):
-        return f"{len(row)} values for {len(table.columns)} columns of {table.name}"
-    for (name, sqltype), value in zip(table.columns, row, strict=True):
-        problem: str | None = None
-        if value is None or isinstance(value, bool):
+    checks = _CHECKS[kind]
+    if len(row) != len(checks):
+        table = TABLES[kind]
+        return f"{len(row)} values for {len(checks)} columns of {table.name}"
+    for (name, check), value in zip(checks, row, strict=True):
+        if value is None or value is True or value is False:
             continue
-        if sqltype == "uuid":
-            problem = None if isinstance(value, str) and _is_uuid(value) else "not a uuid"
-        elif sqltype == "jsonb":
-            try:
-                decoded = json.loads(value) if isinstance(value, str) else value
-            except ValueError:
-                problem = "invalid JSON"
-            else:
-                problem = _json_problem(decoded)
-        elif sqltype == "text":
-            problem = _text_problem(value) if isinstance(value, str) else "not text"
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                problem = "NaN or infinite number"
-            elif sqltype == "real" and abs(value) > REAL_MAX:
-                problem = "number too large for a real column"
-        elif isinstance(value, int):
-            if not BIGINT_MIN <= value <= BIGINT_MAX:
-                problem = "integer out of range"
-        else:
-            problem = f"unexpected {type(value).__name__}"
+        problem = check(value)
         if problem:
-            return f"{table.name}.{name}: {problem}"
+            return f"{TABLES[kind].name}.{name}: {problem}"
     return None
 
 

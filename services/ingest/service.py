@@ -6,8 +6,8 @@ fsync) and one sync thread (psycopg's COPY of up to `batch_size` results). The a
 only moves deliveries from paho to the writer, paces the syncs and publishes the status, so
 a slow fsync or a long COPY never delays the others.
 
-    paho thread --deliver--> asyncio queue --batch--> writer thread: decode, validate,
-                                                      spool.put (commit), then PUBACK
+    paho thread --deliver--> inbox (the loop woken once per burst) --after spool_linger,
+        a batch--> writer thread: decode, validate, spool.put (one commit), then PUBACK
     sync thread, every sync_interval: spool --COPY--> PostgreSQL (commit), then spool delete
 
 Besides the results (gap reports included), ingest reads three of the broker's `$SYS` topics
@@ -24,6 +24,7 @@ import signal
 import sqlite3
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from services.ingest.core import SYS_TOPICS, BrokerDrops, Rejection, Result, Triage, sync_interval
@@ -83,7 +84,12 @@ class Ingest:
             maintenance_interval=settings.maintenance_interval,
         )
         self._loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
+        #: Deliveries from paho's thread, not yet handed to the writer; `_arrived` is set
+        #: (once per burst, not per delivery) when the inbox stops being empty.
+        self._inbox: deque[Delivery] = deque()
+        self._inbox_lock = threading.Lock()
+        self._signalled = False
+        self._arrived = asyncio.Event()
         self._stopping = threading.Event()
         self.broker = BrokerDrops()
         self.link = Link(
@@ -105,7 +111,7 @@ class Ingest:
         self.metrics = ServiceMetrics("ingest", settings.node_id)
         self.metrics.status_from(lambda: self.status("online"))
         self.metrics.queue("spool", self.spool.depth)
-        self.metrics.queue("deliveries", self._queue.qsize)
+        self.metrics.queue("deliveries", lambda: len(self._inbox))
 
     # --- status -----------------------------------------------------------------------------
     def status(self, state: str) -> Status:
@@ -184,20 +190,41 @@ class Ingest:
             self.metrics.stop()
 
     def _deliver(self, delivery: Delivery) -> None:
-        """paho's thread: hand over to the loop, never block (receive-maximum bounds it)."""
+        """paho's thread: hand over to the loop, never block (receive-maximum bounds it).
+        The loop is woken once per burst: a wake-up per delivery would cost more than the
+        delivery."""
+        with self._inbox_lock:
+            self._inbox.append(delivery)
+            if self._signalled:
+                return
+            self._signalled = True
         try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, delivery)
+            self._loop.call_soon_threadsafe(self._arrived.set)
         except RuntimeError:
             # The loop has closed (shutdown): not acknowledged, so the broker keeps it.
             log.debug("delivery on %s after shutdown; the broker will redeliver", delivery.topic)
 
+    def _take(self, limit: int) -> list[Delivery]:
+        """Up to `limit` deliveries, oldest first; re-arms the wake-up once the inbox is empty."""
+        with self._inbox_lock:
+            batch = [self._inbox.popleft() for _ in range(min(limit, len(self._inbox)))]
+            if not self._inbox:
+                self._signalled = False
+                self._arrived.clear()
+        return batch
+
     async def _receive(self, writer: ThreadPoolExecutor) -> None:
         limit = self.settings.receive_maximum
+        linger = self.settings.spool_linger
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < limit and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            await self._loop.run_in_executor(writer, self._spool_batch, batch)
+            await self._arrived.wait()
+            # Let a batch gather (one commit for all of it), unless half the broker's window
+            # is here already: the broker sends no more than `limit` unacknowledged.
+            if linger > 0 and len(self._inbox) < max(1, limit // 2):
+                await asyncio.sleep(linger)
+            batch = self._take(limit)
+            if batch:
+                await self._loop.run_in_executor(writer, self._spool_batch, batch)
 
     def _spool_batch(self, batch: list[Delivery]) -> None:
         """Writer thread: validate, commit to the spool, then acknowledge every delivery."""
@@ -227,6 +254,7 @@ class Ingest:
         broker = sum(d.topic.startswith("$SYS/") for d in batch)
         self.stats.add("received", len(batch) - broker)
         self.stats.add("broker_received", broker)
+        self.stats.add("spool_commits")
         self.stats.add("spooled", outcome.stored)
         self.stats.add("duplicates", outcome.duplicates)
         self.stats.add("dropped", outcome.dropped)

@@ -122,17 +122,22 @@ class Simulator:
         )
         cpu0 = _cpu()
         t0 = time.monotonic()
+        woke = -math.inf
         while not fleet.done:
-            delay = t0 + fleet.next_due() / s.speed - time.monotonic()
+            # Not before the next chunk is due, nor within a tick of the last wake-up.
+            wake = max(t0 + fleet.next_due() / s.speed, woke + s.tick)
+            delay = wake - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            elapsed = (time.monotonic() - t0) * s.speed
-            first = fleet.next_due()
+            woke = time.monotonic()
+            elapsed = (woke - t0) * s.speed
+            first = fleet.taken
             chunks = fleet.take_due(elapsed)
             for chunk in chunks:
                 self.bus.publish(chunk)
-            # Each chunk of this batch fell due no earlier than the first (an upper bound).
-            self.lags += [max(0.0, elapsed - first) / s.speed] * len(chunks)
+            self.lags += [
+                max(0.0, elapsed - fleet.due_at(k)) / s.speed for k in range(first, fleet.taken)
+            ]
             self.counters["chunks"] += len(chunks)
             while self.bus.pending > self.high_water:
                 self.counters["waits"] += 1
@@ -200,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="spread the sensors over one chunk period (default) or start all at once",
     )
+    p.add_argument("--tick", type=float, help="shortest time between wake-ups, s (default 0.05)")
     p.add_argument("--node-id", help="node id of the simulator's status (default simulate)")
     return p
 

@@ -113,6 +113,11 @@ class Fleet:
         return self.chunks_per_device * len(self.devices)
 
     @property
+    def taken(self) -> int:
+        """Chunks taken so far (fleet order: the index of the next one)."""
+        return self._next
+
+    @property
     def done(self) -> bool:
         """True once every chunk was taken."""
         return self._next >= self.total

@@ -51,6 +51,15 @@ class SimulateSettings(BaseSettings):
     node_id: DeviceId = Field(
         "simulate", description="Node id of the simulator's own retained status"
     )
+    tick: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Shortest time between two wake-ups of the simulator, seconds: each "
+        "wake-up publishes every chunk that has fallen due, so a chunk goes out at most this "
+        "late, and a large fleet costs one wake-up per tick rather than one per chunk; 0: "
+        "wake for every chunk",
+    )
     outbox_seconds: float = Field(
         10.0,
         gt=0,

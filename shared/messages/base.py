@@ -164,11 +164,16 @@ class Message(BaseModel):
                 f"{cls.LEAF} payload of {len(payload)} bytes exceeds {cls.MAX_PAYLOAD_BYTES}"
             )
         data: Any
+        # Nesting no deeper than the containers decoded: msgpack's own limits (items per
+        # container, containers in all) leave only the depth to walk for, and only when more
+        # containers than MAX_DEPTH were decoded.
+        shallow = False
         try:
             if content_type == JSON:
                 data = cls._load_json(bytes(payload))
             elif content_type in (None, "", MSGPACK):
-                data = cls._load_msgpack(payload)
+                data, containers = cls._load_msgpack(payload)
+                shallow = containers <= cls.MAX_DEPTH
             else:
                 raise MessageError(f"unsupported content type {short(content_type, 60)}")
         except MessageError:
@@ -186,7 +191,8 @@ class Message(BaseModel):
             ) from exc
         if not isinstance(data, dict):
             raise MessageError(f"{cls.LEAF} payload is a {type(data).__name__}, expected a map")
-        cls._check_shape(data)
+        if not shallow:
+            cls._check_shape(data)
         version = data.get("v", 1)
         if version != cls.model_fields["v"].default:
             raise MessageError(
@@ -201,9 +207,10 @@ class Message(BaseModel):
             raise MessageError(f"invalid {cls.LEAF} message: nested too deeply") from exc
 
     @classmethod
-    def _load_msgpack(cls, payload: bytes | bytearray) -> Any:
+    def _load_msgpack(cls, payload: bytes | bytearray) -> tuple[Any, int]:
+        """The decoded payload and how many arrays and maps it holds."""
         budget = _Budget(cls.LEAF, cls.MAX_CONTAINERS)
-        return msgpack.unpackb(
+        data = msgpack.unpackb(
             payload,
             raw=False,
             strict_map_key=True,
@@ -216,6 +223,7 @@ class Message(BaseModel):
             max_map_len=cls.MAX_ITEMS,
             max_ext_len=MAX_EXT_BYTES,
         )
+        return data, cls.MAX_CONTAINERS - budget.left
 
     @classmethod
     def _load_json(cls, payload: bytes) -> Any:

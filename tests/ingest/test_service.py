@@ -282,6 +282,28 @@ async def test_results_published_twice_through_the_broker_are_stored_once(
     assert stored == 30 and 30 <= offered <= 60  # type: ignore[operator]
 
 
+async def test_results_arriving_together_are_spooled_in_one_commit(
+    tmp_path: Path, mqtt_settings: MqttSettings, database: str, prefix: str
+) -> None:
+    # One delivery at a time, as fast as the broker takes them: without the linger, the
+    # writer would commit (and fsync) once for every one or two of them.
+    s = settings(tmp_path, database, spool_linger=2.0)
+    async with running(s, mqtt_settings) as ingest:
+        pub = await asyncio.to_thread(Publisher, mqtt_settings.port, prefix, f"p-{uuid.uuid4()}")
+
+        def publish_all() -> None:
+            for seq in range(40):
+                pub.publish(level(seq))
+            pub.close()
+
+        await asyncio.to_thread(publish_all)
+        await until("all acked", lambda: ingest.stats.snapshot().get("acked") == 40)
+        await until("stored", lambda: count(database, "levels") == 40)
+        commits = ingest.stats.snapshot()["spool_commits"]
+    assert 1 <= commits <= 3, commits
+    assert count(database, "levels") == 40
+
+
 async def test_no_status_is_queued_while_the_broker_is_away(tmp_path: Path) -> None:
     """paho queues QoS 1 publishes while disconnected, without bound, and sends them all on
     reconnect (stale `online` before the subscriptions are back): heartbeats wait for a link."""

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
+import paho.mqtt.client as mqtt
 import pytest
 import soundfile as sf
+from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
-from services.simulate.app import load_scenes, main
+from services.simulate.app import Simulator, load_scenes, main, make_bus
+from services.simulate.core import Scene
 from services.simulate.settings import SimulateSettings
 from shared.errors import ConfigError
+from shared.messages import AudioChunk
+from shared.runtime import serve
+from shared.settings import MqttSettings
 from tests.support.audio import tone
 
 
@@ -48,3 +57,40 @@ def test_bad_settings_and_sources_are_refused(
     assert main(["--devices", "0"]) == 2
     assert main(["--source", "file", "--path", str(tmp_path / "missing")]) == 2
     assert "simulate:" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+async def test_chunks_go_out_once_each_never_before_their_audio_ends_a_tick_at_a_time(
+    mqtt_settings: MqttSettings,
+) -> None:
+    arrived: list[tuple[float, AudioChunk]] = []
+    every = threading.Event()
+
+    def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        arrived.append((time.time(), AudioChunk.decode(bytes(msg.payload))))
+        if len(arrived) >= 16:
+            every.set()
+
+    listener = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    listener.on_message = on_message
+    listener.connect("127.0.0.1", mqtt_settings.port)
+    listener.subscribe(AudioChunk.subscription(mqtt_settings.topic_prefix), qos=0)
+    listener.loop_start()
+    try:
+        # Eight sensors 0.125 s apart, a wake-up every 0.25 s at most: every other chunk
+        # waits for the next tick.
+        settings = SimulateSettings(devices=8, duration=2, tick=0.25)
+        bus = make_bus(settings, mqtt_settings)
+        sim = Simulator(settings, bus, [Scene.from_float(tone(440, 1.0, 16000) * 0.1, 16000)])
+        await asyncio.sleep(0.3)  # the listener's subscription is in place
+        await serve(bus, sim.run())
+        await asyncio.to_thread(every.wait, 10)
+    finally:
+        listener.loop_stop()
+        listener.disconnect()
+    keys = sorted((c.device, c.seq) for _, c in arrived)
+    assert keys == sorted((f"sim-{i:04d}", k) for i in range(1, 9) for k in range(2))
+    assert all(at >= chunk.end for at, chunk in arrived)  # never ahead of its own audio
+    assert len(sim.lags) == 16 and min(sim.lags) >= 0.0
+    # Without the tick each chunk would go out as it fell due: the median lag would be ~0.
+    assert float(np.median(sim.lags)) > 0.05
