@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from shared.messages import AudioChunk, Calibration
 
 #: Reference sound pressure in air, Pa.

@@ -25,9 +25,9 @@ followed by the IIR this differs only by rounding (about 1e-15 of the signal's s
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -153,7 +153,7 @@ class WeightingFilter:
         if x.size == 0:
             return x
         rows = x[np.newaxis]
-        return weigh(self.kind, self.rate, rows, spectrum(rows), [self])[0]
+        return np.asarray(weigh(self.kind, self.rate, rows, spectrum(rows), [self])[0])
 
 
 def weigh(
@@ -200,7 +200,7 @@ class FastWeighting:
         """The running mean square for each sample of the next block."""
         if squared.size == 0:
             return np.asarray(squared, dtype=np.float64)
-        return fast_weigh(np.asarray(squared)[np.newaxis], [self])[0]
+        return np.asarray(fast_weigh(np.asarray(squared)[np.newaxis], [self])[0])
 
 
 def fast_weigh(squared: np.ndarray, filters: Sequence[FastWeighting]) -> np.ndarray:
