@@ -177,11 +177,11 @@ def weigh(
             f._zi = d.zi * (x[i, 0] * float(np.sum(d.fir)))
         history[i] = f._history
         zi[:, i, :] = f._zi
-    y = sfft.irfft(x_spectrum * plan.spectrum, n, axis=-1)
+    y = sfft.irfft(x_spectrum * plan.spectrum, n, axis=-1, overwrite_x=True)
     m = plan.from_tail.shape[1]
     y[:, :m] += history @ plan.from_prev - x[:, n - m :] @ plan.from_tail
     out, zf = sig.sosfilt(d.sos, y, axis=-1, zi=zi)
-    keep = np.concatenate([history, x], axis=1)[:, -HISTORY:]
+    keep = x[:, n - HISTORY :] if n >= HISTORY else np.concatenate([history, x], axis=1)[:, n:]
     for i, f in enumerate(filters):
         f._history = keep[i].copy()
         f._zi = zf[:, i, :].copy()
