@@ -18,7 +18,9 @@ measures process CPU time (best of `--repeat`) for:
   service hands it up to MEASURE_BATCH = 32), everything the service measures per chunk;
 - indices: scikit-maad indices (ACI, ADI, AEI, BI, NDSI, Ht, Hf, events) on 60 s windows.
 
-The machine may be shared: the load average is printed before and after.
+Like the service, the benchmark first asks malloc to keep freed memory
+(services/levels/memory.py; `--fresh-pages` leaves it as it is, for comparison). The machine
+may be shared: the load average is printed before and after.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from maad.util import mean_dB
 
 from services.levels.core import LevelsCore
 from services.levels.indices import IndicesJob, IndicesWindows, compute
+from services.levels.memory import keep_freed_memory
 from services.levels.summary import SummaryTracker
 from shared.devices import DeviceRegistry
 from shared.messages import AudioChunk, Calibration
@@ -76,9 +79,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=int, default=2, help="audio per device and run")
     parser.add_argument("--rate", type=int, default=16000, help="sample rate, Hz")
     parser.add_argument("--repeat", type=int, default=3, help="runs; the best counts")
+    parser.add_argument(
+        "--fresh-pages",
+        action="store_true",
+        help="leave glibc's malloc as it is (every large array faults in fresh pages) instead "
+        "of keeping freed memory as the service does",
+    )
     args = parser.parse_args(argv)
+    kept = not args.fresh_pages and keep_freed_memory()
     seconds, rate, devices = args.minutes * 60, args.rate, args.devices
     print(f"before: {load()} ({os.cpu_count()} CPUs, possibly shared with other work)")
+    print("freed memory kept for reuse, as in the service" if kept else "malloc's defaults")
 
     audio = [city_audio(seconds, rate, seed=d) for d in range(devices)]
     chunks = [

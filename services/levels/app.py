@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from services.levels.core import ChunkOutput, Flushed, LevelsCore
 from services.levels.events import EventLinker
 from services.levels.indices import IndicesJob, compute
+from services.levels.memory import keep_freed_memory
 from services.levels.settings import LevelsSettings
 from shared.continuity import GapCollector, Lost
 from shared.devices import DeviceRegistry
@@ -388,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"soundscape levels: {exc}", file=sys.stderr)
         return 2
     setup_logging()
+    if not keep_freed_memory():
+        log.info("levels: this C library keeps no freed memory for reuse; measuring is slower")
     try:
         outbox = open_outbox(settings)
     except (OSError, sqlite3.Error) as exc:
