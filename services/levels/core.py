@@ -123,10 +123,6 @@ class _Plan:
     fast_ms: np.ndarray | None = None  # their Fast time-weighted mean square
 
 
-#: Most chunks filtered in one go: a block of rows whose arrays stay in a core's cache
-#: (benchmarks/levels_bench.py: 8 rows of 1 s at 16 kHz cost less per chunk than 32).
-BLOCK_ROWS = 8
-
 #: What measuring one chunk of a batch gave: its output, why it was rejected, or None for a
 #: repeat.
 Measured = ChunkOutput | MessageError | None
@@ -143,9 +139,7 @@ def _measure(plans: Sequence[_Plan]) -> None:
         layer_of[id(plan.a)] = layer + 1
         layers.setdefault((layer, plan.chunk.rate, len(plan.mono)), []).append(plan)
     for key in sorted(layers, key=lambda k: k[0]):
-        rows = layers[key]
-        for first in range(0, len(rows), BLOCK_ROWS):
-            _measure_layer(rows[first : first + BLOCK_ROWS])
+        _measure_layer(layers[key])
 
 
 def _measure_layer(plans: Sequence[_Plan]) -> None:
