@@ -67,8 +67,8 @@ def prototype_leq(samples: np.ndarray, cal: Calibration) -> float:
     levels core computes it, from the mean square it needs for dBFS anyway). Computed so, in
     float64, it skips maad's two transcendental functions per sample; maad itself gives the
     same to rounding (tested: 1e-9 dB on float64 samples; on float32 samples maad computes in
-    float32 and rounds at about 1e-7 dB). Silence (where maad returns -inf or a -3000 dB
-    artefact) reads as `floor_spl(cal)`.
+    float32 and returns a float32, within its resolution, 7.6e-6 dB near 70 dB). Silence
+    (where maad returns -inf or a -3000 dB artefact) reads as `floor_spl(cal)`.
     """
     x = np.asarray(samples, dtype=np.float64)
     if x.size == 0:
