@@ -1,12 +1,13 @@
 """Keep freed array memory in the process, so measuring a batch does not fault in fresh pages.
 
-Measuring a block of chunks allocates a dozen arrays of about 1 MB each (8 rows of 16,000
+Measuring a layer of chunks allocates a dozen arrays of 1-4 MB each (8 to 32 rows of 16,000
 float64 samples, their spectra, the weighted signals) and frees them again. glibc serves
 allocations above its mmap threshold (128 kB at first) with fresh mappings from the kernel and
-returns them on free, so every block faulted in every page of every array again: about a
-fifth of the measurement's CPU time, much of it in the kernel (benchmarks/levels_bench.py).
-Raising the threshold and the trim threshold keeps that memory in the heap for the next
-block; the process's resident size then stays near its peak working set (tens of MB).
+returns them on free, so every layer faulted in every page of every array again: about a
+fifth of the measurement's CPU time, much of it in the kernel (`benchmarks.levels_bench
+--fresh-pages` to compare). Raising the threshold and the trim threshold keeps that memory in
+the heap for the next layer; the process's resident size then stays near its peak working
+set (tens of MB).
 """
 
 from __future__ import annotations
