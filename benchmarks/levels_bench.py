@@ -19,14 +19,20 @@ measures process CPU time (best of `--repeat`) for:
 - indices: scikit-maad indices (ACI, ADI, AEI, BI, NDSI, Ht, Hf, events) on 60 s windows.
 
 Like the service, the benchmark first asks malloc to keep freed memory
-(services/levels/memory.py; `--fresh-pages` leaves it as it is, for comparison). The machine
-may be shared: the load average is printed before and after.
+(services/levels/memory.py). Then, for that, it measures batches of 32 in two fresh processes
+(glibc adapts its thresholds to what a process freed before, so only a fresh one shows its
+defaults): one with malloc's defaults, one keeping freed memory, each with its user and
+system CPU and its page faults per chunk. The machine may be shared: the load average is
+printed before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -79,14 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=int, default=2, help="audio per device and run")
     parser.add_argument("--rate", type=int, default=16000, help="sample rate, Hz")
     parser.add_argument("--repeat", type=int, default=3, help="runs; the best counts")
-    parser.add_argument(
-        "--fresh-pages",
-        action="store_true",
-        help="leave glibc's malloc as it is (every large array faults in fresh pages) instead "
-        "of keeping freed memory as the service does",
-    )
+    parser.add_argument("--malloc-probe", choices=["default", "keep"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    kept = not args.fresh_pages and keep_freed_memory()
+    if args.malloc_probe:
+        return malloc_probe(args.malloc_probe == "keep", args.devices, args.rate)
+    kept = keep_freed_memory()
     seconds, rate, devices = args.minutes * 60, args.rate, args.devices
     print(f"before: {load()} ({os.cpu_count()} CPUs, possibly shared with other work)")
     print("freed memory kept for reuse, as in the service" if kept else "malloc's defaults")
@@ -161,7 +164,43 @@ def main(argv: list[str] | None = None) -> int:
     for size in (1, 8, 32):
         key = next(k for k in figures if k.startswith(f"levels, batched {size}"))
         print(f"batched {size:2d}: {before / figures[key]:.2f}x faster than per chunk before")
+    for mode in ("default", "keep"):
+        probe = [sys.executable, "-m", "benchmarks.levels_bench", "--malloc-probe", mode]
+        subprocess.run([*probe, "--devices", str(devices), "--rate", str(rate)], check=True)
     print(f"after: {load()}")
+    return 0
+
+
+def malloc_probe(keep: bool, devices: int, rate: int, seconds: int = 15) -> int:
+    """In this fresh process: batches of 32, best of 3, user and system CPU and page faults."""
+    if keep:
+        keep_freed_memory()
+    chunks = [
+        AudioChunk.from_float(f"dev-{d:03d}", s, T0 + s, rate, x[s * rate : (s + 1) * rate])
+        for s in range(seconds)
+        for d, x in enumerate([city_audio(seconds, rate, seed=d) for d in range(devices)])
+    ]
+    best: tuple[float, float, float] | None = None
+    for _ in range(3):
+        core = LevelsCore(DeviceRegistry(), summary_seconds=60, indices_seconds=60)
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        for first in range(0, len(chunks), 32):
+            core.process_all([(c, 0.0) for c in chunks[first : first + 32]])
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        n = len(chunks)
+        run = (
+            (r1.ru_utime - r0.ru_utime) / n * 1e3,
+            (r1.ru_stime - r0.ru_stime) / n * 1e3,
+            (r1.ru_minflt - r0.ru_minflt) / n,
+        )
+        if best is None or sum(run[:2]) < sum(best[:2]):
+            best = run
+    assert best is not None
+    name = "freed memory kept" if keep else "malloc's defaults"
+    print(
+        f"batched 32, fresh process, {name:18s}: user {best[0]:.3f} + system {best[1]:.3f} "
+        f"ms per chunk, {best[2]:.0f} page faults per chunk"
+    )
     return 0
 
 

@@ -4,10 +4,10 @@ Measuring a layer of chunks allocates a dozen arrays of 1-4 MB each (8 to 32 row
 float64 samples, their spectra, the weighted signals) and frees them again. glibc serves
 allocations above its mmap threshold (128 kB at first) with fresh mappings from the kernel and
 returns them on free, so every layer faulted in every page of every array again: about a
-fifth of the measurement's CPU time, much of it in the kernel (`benchmarks.levels_bench
---fresh-pages` to compare). Raising the threshold and the trim threshold keeps that memory in
-the heap for the next layer; the process's resident size then stays near its peak working
-set (tens of MB).
+tenth to a third of the measurement's CPU time, much of it in the kernel
+(`benchmarks.levels_bench` compares the two in fresh processes). Raising the threshold and
+the trim threshold keeps that memory in the heap for the next layer; the process's resident
+size then stays near its peak working set (tens of MB).
 """
 
 from __future__ import annotations
