@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from services.levels.core import ChunkOutput, Flushed, LevelsCore
 from services.levels.events import EventLinker
 from services.levels.indices import IndicesJob, compute
+from services.levels.memory import keep_freed_memory
 from services.levels.settings import LevelsSettings
 from shared.continuity import GapCollector, Lost
 from shared.devices import DeviceRegistry
@@ -56,12 +57,10 @@ T = TypeVar("T")
 TICK = 1.0
 #: Indices windows waiting to be computed; beyond, dropped and counted.
 INDICES_QUEUE = 64
-#: Most waiting chunks measured in one trip to the worker thread, their results committed
-#: to the outbox together (profiled: one commit per chunk was what fell behind first).
+#: Most waiting chunks measured in one trip to the worker thread, as one batch (the chunks of
+#: many devices filtered together, `LevelsCore.process_all`), their results committed to the
+#: outbox together (profiled: one commit per chunk was what fell behind first).
 MEASURE_BATCH = 32
-
-#: What measuring one chunk gave: its output, None for a repeat, or why it was rejected.
-Measured = ChunkOutput | MessageError | None
 
 
 class LevelsService:
@@ -255,24 +254,10 @@ class LevelsService:
                 await asyncio.wait({task})
             raise
 
-    def _measure_all(self, items: list[tuple[AudioChunk, float]]) -> list[Measured]:
-        """Measure chunks in order (in the worker thread): each gives its output, or None
-        when it is a repeat, or the reason it was rejected."""
-        out: list[Measured] = []
-        for chunk, received in items:
-            if self.core.repeated(chunk):
-                out.append(None)
-                continue
-            try:
-                out.append(self.core.process(chunk, received))
-            except MessageError as exc:
-                out.append(exc)
-        return out
-
     async def _measure_chunks(self, items: list[tuple[AudioChunk, float]]) -> None:
         """Measure the waiting chunks in one trip to the worker thread and publish what they
         give in one outbox commit (not one commit and one thread hand-off per chunk)."""
-        outcomes = await self._offload(functools.partial(self._measure_all, items))
+        outcomes = await self._offload(functools.partial(self.core.process_all, items))
         now = time.monotonic()
         with self.bus.batch():  # these chunks' results are on disk before the next are measured
             for (chunk, _), outcome in zip(items, outcomes, strict=True):
@@ -404,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"soundscape levels: {exc}", file=sys.stderr)
         return 2
     setup_logging()
+    if not keep_freed_memory():
+        log.info("levels: this C library keeps no freed memory for reuse; measuring is slower")
     try:
         outbox = open_outbox(settings)
     except (OSError, sqlite3.Error) as exc:

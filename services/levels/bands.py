@@ -15,6 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from services.levels.weighting import spectrum
 from shared.messages.bands import LOWEST_X, exact_centre, lower_edge, nominal
 
 
@@ -36,18 +37,31 @@ def partition(rate: int, n: int) -> tuple[tuple[str, int, int], ...]:
     return tuple(out)
 
 
-def bin_powers(x: np.ndarray) -> np.ndarray:
-    """Mean-square contribution of each real-FFT bin; they sum to mean(x**2)."""
-    n = len(x)
-    spec = np.fft.rfft(np.asarray(x, dtype=np.float64))
-    power = (spec.real**2 + spec.imag**2) / (n * n)
-    power[1 : (n + 1) // 2] *= 2  # every bin but DC and (n even) Nyquist stands for two
+def bin_powers(x_spectrum: np.ndarray, n: int) -> np.ndarray:
+    """Mean-square contribution of each real-FFT bin of each row (the spectrum of n samples);
+    along a row they sum to the row's mean(x**2)."""
+    power = (x_spectrum.real**2 + x_spectrum.imag**2) / (n * n)
+    power[..., 1 : (n + 1) // 2] *= 2  # every bin but DC and (n even) Nyquist stands for two
     return np.asarray(power)
+
+
+def band_rows(x_spectrum: np.ndarray, n: int, rate: int) -> tuple[tuple[str, ...], np.ndarray]:
+    """The band labels, and the mean square of each row in each band (rows, bands), from the
+    rows' real FFT (`weighting.spectrum`) of n samples at `rate`."""
+    bands = partition(rate, n) if n >= 2 else ()
+    labels = tuple(label for label, _, _ in bands)
+    if not bands:
+        return labels, np.empty((x_spectrum.shape[0], 0))
+    power = bin_powers(x_spectrum, n)
+    # Bands are contiguous runs of bins (each upper edge is the next band's lower edge, and
+    # bands without a bin are left out), so one reduceat sums them all.
+    starts = [first for _, first, _ in bands]
+    sums = np.add.reduceat(power[:, : bands[-1][2]], starts, axis=-1)
+    return labels, np.asarray(sums)
 
 
 def band_mean_squares(x: np.ndarray, rate: int) -> dict[str, float]:
     """Mean square of `x` in each 1/3-octave band, keyed by nominal centre frequency."""
-    if len(x) < 2:
-        return {}
-    power = bin_powers(x)
-    return {label: float(power[first:end].sum()) for label, first, end in partition(rate, len(x))}
+    rows = np.asarray(x, dtype=np.float64)[np.newaxis]
+    labels, sums = band_rows(spectrum(rows), rows.shape[1], rate)
+    return dict(zip(labels, sums[0].tolist(), strict=True))

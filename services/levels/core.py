@@ -17,24 +17,34 @@ Where each device's stream is, and which chunks are lost audio, is `shared.conti
 `Streams` (`streams`): its positions outlive a device's idle state and, saved by the service,
 a restart, so a missing sequence number gives a `Lost` (`audio_missing`, or `service_down`
 for the first chunk after a restart) in the chunk's output.
+
+`process_all` measures a batch of chunks (many devices' chunks waiting together) at once: the
+chunks' bookkeeping runs in order, then the chunks of one sample rate and length are stacked
+into 2-D arrays, at most one chunk per device per layer (a device's second chunk of the
+batch goes in the next layer, after its first has moved the filters on), and each layer is
+filtered, transformed and reduced in one go; summaries and indices windows are then fed in
+order. `process` is the batch of one. The results equal those of chunks measured one at a
+time to rounding (tested within 1e-9 dB on multi-device audio with gaps, and within 1e-6 dB
+of the per-chunk arithmetic from before batching, tests/levels/test_batch.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.levels.bands import band_mean_squares
+from services.levels.bands import band_rows
 from services.levels.indices import IndicesJob, IndicesWindows
 from services.levels.measure import (
     is_clipped,
     ms_to_dbfs,
     ms_to_spl,
-    prototype_leq,
+    spl_rows,
 )
 from services.levels.summary import SummaryTracker
-from services.levels.weighting import FastWeighting, WeightingFilter
+from services.levels.weighting import FastWeighting, WeightingFilter, fast_weigh, spectrum, weigh
 from shared.continuity import Lost, Streams
 from shared.devices import DeviceRegistry
 from shared.errors import MessageError
@@ -97,6 +107,78 @@ class _Device:
 
 
 @dataclass
+class _Plan:
+    """One chunk to measure through these filters, and (once measured) what it gave."""
+
+    chunk: AudioChunk
+    state: _Device
+    a: WeightingFilter
+    c: WeightingFilter
+    fast: FastWeighting
+    late: bool
+    continuous: bool
+    lost: Lost | None
+    mono: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))
+    levels: LevelsResult | None = None
+    a2: np.ndarray | None = None  # A-weighted squares
+    fast_ms: np.ndarray | None = None  # their Fast time-weighted mean square
+
+
+#: What measuring one chunk of a batch gave: its output, why it was rejected, or None for a
+#: repeat.
+Measured = ChunkOutput | MessageError | None
+
+
+def _measure(plans: Sequence[_Plan]) -> None:
+    """Measure planned chunks in layers: a layer holds the chunks of one rate and length, at
+    most one per filter set, and a filter set's chunks go in successive layers in order."""
+    layer_of: dict[int, int] = {}  # id of a filter set's A filter -> layers it is in so far
+    layers: dict[tuple[int, int, int], list[_Plan]] = {}
+    for plan in plans:
+        plan.mono = plan.chunk.mono()
+        layer = layer_of.get(id(plan.a), 0)
+        layer_of[id(plan.a)] = layer + 1
+        layers.setdefault((layer, plan.chunk.rate, len(plan.mono)), []).append(plan)
+    for key in sorted(layers, key=lambda k: k[0]):
+        _measure_layer(layers[key])
+
+
+def _measure_layer(plans: Sequence[_Plan]) -> None:
+    """Measure chunks of one rate and length, each through its own filters, in one go."""
+    rate = plans[0].chunk.rate
+    x = np.stack([p.mono for p in plans]).astype(np.float64)
+    n = x.shape[1]
+    x_spectrum = spectrum(x)
+    a = weigh("A", rate, x, x_spectrum, [p.a for p in plans])
+    c = weigh("C", rate, x, x_spectrum, [p.c for p in plans])
+    a2 = a * a
+    fast = fast_weigh(a2, [p.fast for p in plans])
+    ms_x = np.einsum("ij,ij->i", x, x) / n
+    ms_a = np.einsum("ij->i", a2) / n
+    ms_c = np.einsum("ij,ij->i", c, c) / n
+    peak = np.max(np.abs(x), axis=1)
+    labels, bands = band_rows(x_spectrum, n, rate)
+    for i, plan in enumerate(plans):
+        chunk, cal = plan.chunk, plan.state.calibration
+        plan.levels = LevelsResult(
+            device=chunk.device,
+            seq=chunk.seq,
+            start=chunk.start,
+            duration=chunk.seconds,
+            leq_db=ms_to_spl(float(ms_x[i]), cal),  # = measure.prototype_leq: maad's maths
+            laeq_db=ms_to_spl(float(ms_a[i]), cal),
+            lceq_db=ms_to_spl(float(ms_c[i]), cal),
+            peak_db=ms_to_spl(float(peak[i]) ** 2, cal),
+            dbfs=ms_to_dbfs(float(ms_x[i])),
+            bands=dict(zip(labels, spl_rows(bands[i], cal).tolist(), strict=True)),
+            clipped=is_clipped(chunk),
+            calibration=cal,
+            uncalibrated=plan.state.uncalibrated,
+        )
+        plan.a2, plan.fast_ms = a2[i], fast[i]
+
+
+@dataclass
 class LevelsCore:
     """Measures every device's chunks."""
 
@@ -153,7 +235,34 @@ class LevelsCore:
         A late chunk (an earlier sequence number that starts before the device's latest chunk
         ended, by up to `LATE_HORIZON`; a repeat included) is measured on its own and leaves
         the device's stream, interval and window untouched (`late` is set, no summaries or
-        jobs). Audio missing before the chunk is in `lost`."""
+        jobs). Audio missing before the chunk is in `lost`. Raises MessageError for a device
+        beyond `max_devices`."""
+        (out,) = self.process_all([(chunk, now)], drop_repeats=False)
+        if isinstance(out, MessageError):
+            raise out
+        assert out is not None  # repeats are only dropped when asked
+        return out
+
+    def process_all(
+        self, items: Sequence[tuple[AudioChunk, float]], drop_repeats: bool = True
+    ) -> list[Measured]:
+        """Measure chunks (with the monotonic time each was received) as if one at a time, in
+        order, but the arithmetic batched: for each, its output, the MessageError that
+        rejected it, or None for a repeat (`repeated` at its turn) when `drop_repeats`."""
+        plans: list[_Plan | MessageError | None] = []
+        for chunk, now in items:
+            if drop_repeats and self.repeated(chunk):
+                plans.append(None)
+                continue
+            try:
+                plans.append(self._plan(chunk, now))
+            except MessageError as exc:
+                plans.append(exc)
+        _measure([p for p in plans if isinstance(p, _Plan)])
+        return [p if p is None or isinstance(p, MessageError) else self._finish(p) for p in plans]
+
+    def _plan(self, chunk: AudioChunk, now: float) -> _Plan:
+        """A chunk's bookkeeping, in order: its device, stream step and filters."""
         state = self._devices.get(chunk.device)
         if state is None:
             if len(self._devices) >= self.max_devices:
@@ -164,85 +273,59 @@ class LevelsCore:
         state.remember((chunk.seq, chunk.start))
         state.last_seen = now
         step = self.streams.step(chunk.device, chunk.seq, chunk.start, chunk.end, chunk.rate)
-        if step.kind == "late":
-            rate = chunk.rate
-            levels, _, _, fast = self._measure(
-                chunk,
-                state,
+        rate = chunk.rate
+        if step.kind == "late":  # measured with fresh filters of its own
+            a, c, fast = WeightingFilter("A", rate), WeightingFilter("C", rate), FastWeighting(rate)
+            return _Plan(chunk, state, a, c, fast, late=True, continuous=False, lost=None)
+        lost = self.streams.gap_of(chunk.device, step, chunk.seq)
+        continuous = step.continuous and not state.fresh
+        state.fresh = False
+        if not continuous:
+            state.rate = rate
+            state.a, state.c, state.fast = (
                 WeightingFilter("A", rate),
                 WeightingFilter("C", rate),
                 FastWeighting(rate),
             )
+        return _Plan(chunk, state, state.a, state.c, state.fast, False, continuous, lost)
+
+    @staticmethod
+    def _finish(plan: _Plan) -> ChunkOutput:
+        """A measured chunk's output; feeds its device's interval and window (in order)."""
+        state, chunk = plan.state, plan.chunk
+        assert plan.levels is not None and plan.a2 is not None and plan.fast_ms is not None
+        lafmax_db = ms_to_spl(float(plan.fast_ms.max()), state.calibration)
+        if plan.late:
             return ChunkOutput(
-                levels=levels,
-                lafmax_db=ms_to_spl(float(fast.max()), state.calibration),
+                levels=plan.levels,
+                lafmax_db=lafmax_db,
                 threshold_db=state.threshold_db,
                 continuous=False,
                 late=True,
                 summaries=[],
                 jobs=[],
             )
-        lost = self.streams.gap_of(chunk.device, step, chunk.seq)
-        continuous = step.continuous and not state.fresh
-        state.fresh = False
-        if not continuous:
-            state.rate = chunk.rate
-            state.a = WeightingFilter("A", chunk.rate)
-            state.c = WeightingFilter("C", chunk.rate)
-            state.fast = FastWeighting(chunk.rate)
+        if not plan.continuous:
             state.summary.restart_grid()
-
-        cal = state.calibration
-        levels, x, a2, fast = self._measure(chunk, state, state.a, state.c, state.fast)
         summaries = state.summary.add(
-            chunk.start, chunk.rate, chunk.seq, a2, fast, cal, state.uncalibrated
+            chunk.start,
+            chunk.rate,
+            chunk.seq,
+            plan.a2,
+            plan.fast_ms,
+            state.calibration,
+            state.uncalibrated,
         )
-        jobs = state.indices.add(chunk.start, chunk.rate, chunk.seq, x)
         return ChunkOutput(
-            levels=levels,
-            lafmax_db=ms_to_spl(float(fast.max()), cal),
+            levels=plan.levels,
+            lafmax_db=lafmax_db,
             threshold_db=state.threshold_db,
-            continuous=continuous,
+            continuous=plan.continuous,
             late=False,
             summaries=summaries,
-            jobs=jobs,
-            lost=lost,
+            jobs=state.indices.add(chunk.start, chunk.rate, chunk.seq, plan.mono),
+            lost=plan.lost,
         )
-
-    @staticmethod
-    def _measure(
-        chunk: AudioChunk,
-        state: _Device,
-        a_filter: WeightingFilter,
-        c_filter: WeightingFilter,
-        fast_filter: FastWeighting,
-    ) -> tuple[LevelsResult, np.ndarray, np.ndarray, np.ndarray]:
-        """The chunk's levels, mono samples, A-weighted squares and Fast mean square, through
-        these filters."""
-        cal = state.calibration
-        x = chunk.mono()
-        x64 = x.astype(np.float64)
-        a = a_filter.process(x64)
-        a2 = a * a
-        c = c_filter.process(x64)
-        fast = fast_filter.process(a2)
-        mean_square = float(np.mean(x64 * x64))
-        levels = LevelsResult(
-            device=chunk.device,
-            seq=chunk.seq,
-            start=chunk.start,
-            duration=chunk.seconds,
-            leq_db=prototype_leq(x, cal),
-            laeq_db=ms_to_spl(float(np.mean(a2)), cal),
-            lceq_db=ms_to_spl(float(np.mean(c * c)), cal),
-            peak_db=ms_to_spl(float(np.max(np.abs(x64))) ** 2, cal),
-            dbfs=ms_to_dbfs(mean_square),
-            bands={k: ms_to_spl(v, cal) for k, v in band_mean_squares(x64, chunk.rate).items()},
-            clipped=is_clipped(chunk),
-            calibration=cal,
-            uncalibrated=state.uncalibrated,
-        )
-        return levels, x, a2, fast
 
     def flush_idle(self, now: float, idle_seconds: float) -> list[Flushed]:
         """Close and forget the devices not heard from for `idle_seconds` (monotonic `now`)."""

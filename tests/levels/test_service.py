@@ -377,7 +377,10 @@ async def test_repeated_late_and_restarted_chunks_over_the_broker(
     keys = sorted((lv.start, lv.seq) for lv in levels)
     assert keys == sorted([(ch.start, ch.seq) for ch in audio + restart] + [(T0 + 9, 3)])
     got_summaries = sorted(reader.of(LevelsSummary), key=lambda s: s.start)
-    assert got_summaries[:3] == want_summaries
+    # Measured in batches as they arrived: the same to rounding (tests/levels/test_batch.py).
+    assert [s.model_dump() for s in got_summaries[:3]] == [
+        pytest.approx(s.model_dump(), abs=1e-9) for s in want_summaries
+    ]
     assert all(s.start < T0 + 10 for s in got_summaries[:3])
     got_indices = sorted(reader.of(IndicesResult), key=lambda r: r.start)
     assert got_indices[:3] == want_indices

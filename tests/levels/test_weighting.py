@@ -12,7 +12,10 @@ from services.levels.weighting import (
     WeightingFilter,
     analog_db,
     design,
+    fast_weigh,
     response_db,
+    spectrum,
+    weigh,
 )
 
 KINDS: tuple[Weighting, ...] = ("A", "C")
@@ -126,18 +129,43 @@ def test_dc_offset_gives_no_weighted_energy() -> None:
         assert np.max(np.abs(y)) < 1e-9
 
 
+@pytest.mark.parametrize("rate", [16000, 48000])
 @pytest.mark.parametrize("kind", ["A", "C"])
-def test_the_filter_is_bit_for_bit_scipys_lfilter_chain(kind: Weighting) -> None:
-    # The FIR stage skips lfilter's per-call wrapping, not its arithmetic: every output and
-    # the state carried between chunks equal scipy's sosfilt + lfilter exactly.
+def test_the_filter_equals_scipys_sosfilt_then_lfilter_chain(kind: Weighting, rate: int) -> None:
+    # The FIR runs first, on the chunk's FFT, its wrap-around fixed from the previous chunk's
+    # samples: every output equals scipy's sosfilt + lfilter(fir) chain (the filter as first
+    # written) to rounding, over chunks of every kind of length, state carried across them.
     rng = np.random.default_rng(7)
-    d = design(kind, 16000)
-    f = WeightingFilter(kind, 16000)
+    d = design(kind, rate)
+    f = WeightingFilter(kind, rate)
     zi_sos, zi_fir = None, None
-    for n in (16000, 1, 63, 62, 4000, 16000):
-        x = rng.standard_normal(n) * 0.1
+    for n in (16000, 1, 63, 62, 61, 2, 4000, 64, 16000, 5, 16001):
+        x = rng.standard_normal(n) * 0.1 + 0.2  # with a DC offset, which the filter removes
         if zi_sos is None:
             zi_sos, zi_fir = sig.sosfilt_zi(d.sos) * x[0], np.zeros(len(d.fir) - 1)
         y, zi_sos = sig.sosfilt(d.sos, x, zi=zi_sos)
         expected, zi_fir = sig.lfilter(d.fir, [1.0], y, zi=zi_fir)
-        assert np.array_equal(f.process(x), expected)
+        np.testing.assert_allclose(f.process(x), expected, rtol=0, atol=1e-11)
+
+
+def test_rows_are_filtered_as_their_own_streams() -> None:
+    # A batch of rows gives each row what its filter alone would: rows of different streams,
+    # one fresh, one far into its stream.
+    rng = np.random.default_rng(11)
+    for kind in KINDS:
+        alone = [WeightingFilter(kind, 16000) for _ in range(3)]
+        batch = [WeightingFilter(kind, 16000) for _ in range(3)]
+        alone[0].process(rng.standard_normal(16000))
+        batch[0]._history, batch[0]._zi = alone[0]._history, alone[0]._zi
+        x = rng.standard_normal((3, 16000)) * np.array([[0.1], [1e-4], [0.5]])
+        got = weigh(kind, 16000, x, spectrum(x), batch)
+        for i in range(3):
+            np.testing.assert_allclose(got[i], alone[i].process(x[i]), rtol=0, atol=1e-12)
+    fast_alone = [FastWeighting(16000) for _ in range(2)]
+    fast_alone[1].process(np.ones(100))
+    fast_batch = [FastWeighting(16000), FastWeighting(16000)]
+    fast_batch[1]._state = fast_alone[1]._state
+    sq = rng.standard_normal((2, 16000)) ** 2
+    got_fast = fast_weigh(sq, fast_batch)
+    for i in range(2):
+        assert np.array_equal(got_fast[i], fast_alone[i].process(sq[i]))
