@@ -535,6 +535,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--configs", default="1x1,2x2", help="IxL: inference workers x levels shards")
     p.add_argument("--ast-onnx", type=Path, help="an exported AST ONNX int8 model folder")
     p.add_argument("--write", action="store_true", help="update docs/benchmarks.md and the plot")
+    p.add_argument(
+        "--no-yamnet", action="store_true", help="run only the AST ONNX model of --ast-onnx"
+    )
     args = p.parse_args(argv)
     admin = os.environ.get(
         "SOUNDSCAPE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -548,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
         own_pg = localservers.start_postgres(work / "pg")
         admin = own_pg.dsn
     broker = localservers.start_mosquitto(work / "mosquitto")
-    backends = {"yamnet": ["--backend", "yamnet"]}
+    backends = {} if args.no_yamnet else {"yamnet": ["--backend", "yamnet"]}
     ast_note = ""
     if args.ast_onnx is not None:
         backends["ast-onnx-int8"] = ["--backend", "onnx", "--model", str(args.ast_onnx)]
@@ -579,8 +582,8 @@ def main(argv: list[str] | None = None) -> int:
         write_doc(
             f"{SECTION}\n`.venv/bin/python -m benchmarks.e2e_bench --devices {args.devices} "
             f"--seconds {args.seconds:g} --configs {args.configs} --write` "
-            f"(YAMNet int8; {os.cpu_count()} cores, shared with other work: load averages "
-            f"in the last column). {ast_note}\n\n{out}\n\n"
+            f"({os.cpu_count()} cores; YAMNet float unless the config says otherwise; "
+            f"load averages in the last column). {ast_note}\n\n{out}\n\n"
             "![latency and CPU against sensors](e2e_bench.png)\n"
         )
     return 0
