@@ -22,7 +22,9 @@ Figures are wall-clock medians of `--repeat` runs on a warm cache.
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -106,7 +108,12 @@ def _time(fn: Callable[[], Any], repeat: int) -> tuple[float, int]:
     return statistics.median(runs), len(result)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)  # unwinds, so the `finally` blocks drop the throwaway database
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=float, default=30.0, help="days of 1 s levels per device")
     parser.add_argument("--devices", type=int, default=1, help="number of devices")

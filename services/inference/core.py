@@ -271,12 +271,20 @@ class WindowQueue:
 
 
 def batch_ready(
-    queued: int, oldest_since: float | None, now: float, size: int, wait_s: float
+    queued: int,
+    oldest_since: float | None,
+    now: float,
+    size: int,
+    wait_s: float,
+    capacity: int | None = None,
 ) -> bool:
-    """Whether to classify now: a full batch is waiting, or the oldest has waited `wait_s`."""
+    """Whether to classify now: a full batch is waiting, the queue (of `capacity` windows) is
+    full, or the oldest has waited `wait_s`. A batch cap above the queue's bound must not keep
+    the worker waiting while a burst overflows the queue."""
     if queued == 0 or oldest_since is None:
         return False
-    return queued >= size or now - oldest_since >= wait_s
+    full = size if capacity is None else min(size, capacity)
+    return queued >= full or now - oldest_since >= wait_s
 
 
 def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:

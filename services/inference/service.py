@@ -200,7 +200,14 @@ class InferenceService:
         while True:
             now = time.monotonic()
             oldest = self.queue.oldest_since()
-            if batch_ready(len(self.queue), oldest, now, self.settings.batch_size, wait_s):
+            if batch_ready(
+                len(self.queue),
+                oldest,
+                now,
+                self.settings.batch_size,
+                wait_s,
+                self.queue.maxlen,
+            ):
                 return self.queue.take(self.settings.batch_size)
             self._arrived.clear()
             timeout = None if oldest is None else max(0.0, oldest + wait_s - now)

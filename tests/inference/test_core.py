@@ -206,6 +206,9 @@ def test_batch_waits_for_size_or_time() -> None:
     assert batch_ready(2, 10.0, 10.06, 4, 0.05)
     assert batch_ready(4, 10.0, 10.0, 4, 0.05)
     assert batch_ready(1, 10.0, 10.0, 4, 0.0)
+    # A queue smaller than the batch cap: full is ready (a burst must not overflow it).
+    assert not batch_ready(9, 10.0, 10.0, 32, 0.05, capacity=10)
+    assert batch_ready(10, 10.0, 10.0, 32, 0.05, capacity=10)
 
 
 # --- results -----------------------------------------------------------------------------
