@@ -152,6 +152,8 @@ def micro() -> dict[str, float]:
 
 
 # --- per sensor-hour ------------------------------------------------------------------------
+# Also run inside a tree's interpreter (`--child fleet`), so these helpers stay in this file:
+# the tree's own benchmarks (a baseline commit's) may lack them or differ.
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
