@@ -32,6 +32,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from shared import mqtt_properties
 from shared.messages import JSON, MSGPACK, Message, Status
 from shared.outbox import Outbox
 from shared.publishing import DurableLane, Lane, MemoryLane, Outgoing
@@ -39,6 +40,9 @@ from shared.settings import MqttSettings
 from shared.tls import client_tls_context
 
 log = logging.getLogger(__name__)
+
+# Received packets' MQTT 5 properties decoded without paho's per-packet tables.
+mqtt_properties.install()
 
 #: Longest `detail` text a status carries (the Status message's limit).
 MAX_DETAIL = 500
