@@ -25,6 +25,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # The shared broker's `$SYS` drop counter rises with other tests' traffic: ingest records no
 # broker drops unless a test asks for them (tests/ingest/test_gaps.py).
 os.environ.setdefault("SOUNDSCAPE_INGEST_BROKER_DROPS", "false")
+# Every test ingest has its own client id: with the default week-long session expiry the shared
+# broker would keep (and queue messages for) each one's session for a week after the run.
+# Two minutes outlast every outage a test makes.
+os.environ.setdefault("SOUNDSCAPE_INGEST_SESSION_EXPIRY", "120")
 
 
 @pytest.fixture(scope="session")
