@@ -82,7 +82,7 @@ window.__phases = {ws: null, first: null, done: null, charts: []};
 READ_PHASES = """() => {
   const nav = performance.getEntriesByType('navigation')[0];
   const plotly = performance.getEntriesByType('resource')
-    .find(r => r.name.includes('/PlotlyChart.'));
+    .find(r => r.name.includes('/PlotlyChart.') || r.name.includes('/plotly-cartesian.'));
   const mark = performance.getEntriesByName('dashboard-preload')[0];
   const p = window.__phases;
   return {app: nav.domContentLoadedEventEnd, ws: p.ws, first: p.first,

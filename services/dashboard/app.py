@@ -93,6 +93,7 @@ def streamlit_command(settings: DashboardSettings, python: str = sys.executable)
         "--server.headless", "true",
         "--server.fileWatcherType", "none",
         "--server.runOnSave", "false",
+        "--server.enableStaticServing", "true",  # plot.py's bundle
         "--browser.gatherUsageStats", "false",
         "--client.toolbarMode", "viewer",
     ]  # fmt: skip

@@ -21,6 +21,8 @@ from typing import Final
 
 import streamlit as st
 
+from services.dashboard import plot
+
 #: Streamlit's frontend chunks of the elements the pages show.
 PRELOAD: Final = ("PlotlyChart", "DataFrame", "DownloadButton", "Metric")
 #: A static import between the build's chunks (`import{a}from"./x.js"`, `import"./x.js"`);
@@ -42,15 +44,17 @@ _MAIN: Final = re.compile(r'<script[^>]*type="module"[^>]*src="\./static/js/([\w
 
 
 @functools.cache
-def chunks(static: Path | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(the `PRELOAD` entry chunks, the files they need beyond what the app's own module
+def chunks(
+    static: Path | None = None, names: tuple[str, ...] = PRELOAD
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the entry chunks of `names`, the files they need beyond what the app's own module
     already loads) of the Streamlit frontend build in `static` (default this Streamlit's);
     empty if the build has no such chunks."""
     static = static or Path(st.__file__).parent / "static"
     folder = static / "static" / "js"
     index = static / "index.html"
     main = _MAIN.search(index.read_text(encoding="utf-8")) if index.is_file() else None
-    entries = [f.name for name in PRELOAD for f in sorted(folder.glob(f"{name}.*.js"))]
+    entries = [f.name for name in names for f in sorted(folder.glob(f"{name}.*.js"))]
     if main is None or not entries:
         return (), ()
     loaded: set[str] = set()
@@ -61,9 +65,9 @@ def chunks(static: Path | None = None) -> tuple[tuple[str, ...], tuple[str, ...]
     return tuple(entries), tuple(sorted(needed - loaded - set(entries)))
 
 
-def script(entries: tuple[str, ...], deps: tuple[str, ...]) -> str:
+def script(entries: tuple[str, ...], deps: tuple[str, ...], extra: str = "") -> str:
     """The <script> that preloads `deps` and imports `entries`, resolved next to the app's
-    own `index.*.js` (so it works under any base URL path)."""
+    own `index.*.js` (so it works under any base URL path), then runs `extra`."""
     return (
         "<script>(() => {\n"
         "  const main = document.querySelector("
@@ -78,12 +82,20 @@ def script(entries: tuple[str, ...], deps: tuple[str, ...]) -> str:
         "    document.head.appendChild(link);\n"
         "  }\n"
         f"  for (const name of {json.dumps(list(entries))}) import(url(name)).catch(() => {{}});\n"
+        f"  {extra}\n"
         "})();</script>"
     )
 
 
 def preload_frontend() -> None:
-    """Emit the preloading script (nothing for a Streamlit build without those chunks)."""
-    entries, deps = chunks()
+    """Emit the preloading script (nothing for a Streamlit build without those chunks).
+    Where the charts are drawn with the cartesian bundle (plot.py), it starts loading that
+    instead of Streamlit's PlotlyChart chunk (which then loads only for a tile map)."""
+    if plot.served():
+        entries, deps = chunks(names=tuple(n for n in PRELOAD if n != "PlotlyChart"))
+        extra = f"{plot.LOADER}.catch(() => {{}});"
+    else:
+        entries, deps = chunks()
+        extra = ""
     if entries:
-        st.html(script(entries, deps), unsafe_allow_javascript=True)
+        st.html(script(entries, deps, extra), unsafe_allow_javascript=True)

@@ -103,6 +103,8 @@ def render_species(conn: Any, devices: list[str], start: datetime, end: datetime
     """The species section of the page for `devices` and [start, end)."""
     import streamlit as st
 
+    from services.dashboard import plot
+
     st.header("Bird species")
     if not species_table_exists(conn):
         st.info("No species table in this database yet: ingest's migration 0007 creates it.")
@@ -114,6 +116,6 @@ def render_species(conn: Any, devices: list[str], start: datetime, end: datetime
             "the birdnet backend (docs/inference.md)."
         )
         return
-    st.plotly_chart(species_figure(summary), key="species")
+    plot.plot(species_figure(summary), key="species", config={"displaylogo": False})
     st.dataframe(summary, hide_index=True)
     st.caption(LICENCE_NOTE)

@@ -22,7 +22,7 @@ import plotly.graph_objects as go
 import psycopg
 import streamlit as st
 
-from services.dashboard import core
+from services.dashboard import core, plot
 from services.dashboard.settings import DashboardSettings
 
 log = logging.getLogger("services.dashboard.page")
@@ -100,7 +100,7 @@ def chart(key: str, fig: go.Figure, data: pd.DataFrame, caption: str | None = No
     """A chart in a container with the stable test id `chart-<key>` (class `st-key-chart-…`
     in the browser), with a button that downloads what it shows as CSV."""
     with st.container(key=f"chart-{key}"):
-        st.plotly_chart(fig, key=key, config={"displaylogo": False})
+        plot.plot(fig, key=key, config={"displaylogo": False})
         if caption:
             st.caption(caption)
         if not data.empty:
