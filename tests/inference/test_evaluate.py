@@ -64,8 +64,23 @@ def test_yamnet_accuracy_on_the_generated_folder(
         cli(["evaluate", str(folder), "--backend", "yamnet:int8", "--mapping", str(mapping)]) == 0
     )
     out = capsys.readouterr().out
-    assert figures(out)["top-1 accuracy"] == 1.0
     assert "Sine_wave: 1.000 (2) -> Sine wave, Beep, bleep" in out
+    if x86_without_vnni():
+        # ONNX Runtime's int8 kernels on AVX2 (no VNNI) saturate 16-bit sums of products:
+        # there the int8 graph as shipped mislabels one of these six clips.
+        assert figures(out)["top-1 accuracy"] >= 5 / 6 - 1e-3
+    else:
+        assert figures(out)["top-1 accuracy"] == 1.0
+
+
+def x86_without_vnni() -> bool:
+    """An x86-64 CPU without VNNI (Linux: /proc/cpuinfo's flags)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line for line in info.splitlines() if line.startswith("flags")), "")
+    return " avx2" in flags and "vnni" not in flags
 
 
 def test_compare_a_model_with_itself_agrees_fully(
