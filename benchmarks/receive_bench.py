@@ -35,7 +35,7 @@ def _cpu() -> float:
 
 async def _measure(port: int, devices: int, seconds: float, mode: str) -> tuple[int, float]:
     from shared.messages import AudioChunk
-    from shared.mqtt import MqttBus, Subscription
+    from shared.mqtt import Incoming, MqttBus, Subscription
     from shared.publishing import Outgoing
     from shared.settings import MqttSettings
 
@@ -45,11 +45,11 @@ async def _measure(port: int, devices: int, seconds: float, mode: str) -> tuple[
     done = asyncio.Event()
     result = b"x" * 400
 
-    async def handle(m: object) -> None:
+    async def handle(m: Incoming) -> None:
         nonlocal got, first
         if not got:
             first = _cpu()
-        chunk = AudioChunk.from_mqtt(prefix, m.topic, m.payload, m.content_type)  # type: ignore[attr-defined]
+        chunk = AudioChunk.from_mqtt(prefix, m.topic, m.payload, m.content_type)
         got += 1
         if mode == "result":
             topic = f"{prefix}/{chunk.device}/levels"

@@ -51,12 +51,6 @@ class IncomingProperties(Properties):
     def getIdentFromName(self, compressedName: str) -> int:
         return _IDENT.get(compressedName, -1)
 
-    def getNameFromIdent(self, identifier: int) -> str | None:
-        for name, ident in _NAMES.items():
-            if ident == identifier:
-                return name
-        return None
-
     def allowsMultiple(self, compressedName: str) -> bool:
         return _IDENT.get(compressedName, -1) in _MULTIPLE
 
