@@ -8,7 +8,9 @@ Invariants `MqttBus` relies on:
   the order they were put (`after` the last id already in flight, for a sliding window);
 - a message leaves only through `done` (after its PUBACK) or the size bound: one sent but not
   acknowledged when the process died is sent again at the next start (at least once; every
-  result carries its key, and ingest stores a key once);
+  result carries its key, and ingest stores a key once). `done`'s delete is not synced to
+  disk (`transaction(sync=False)`): a power cut right after it may send those results again
+  too, never lose one;
 - the bound is on bytes (topic + payload): when over it, the oldest messages not being sent
   right now are deleted and counted, so it is exceeded by at most one send window (the
   window lasts from the first `take` to a `done` that ends it);
@@ -168,7 +170,9 @@ class Outbox:
         acknowledged stay, and are taken again first."""
         with self._lock:
             if acked:
-                with transaction(self._db) as db:
+                # Not synced: undone by a power cut, a delete only sends those results again
+                # (at least once, as after any crash before their PUBACK).
+                with transaction(self._db, sync=False) as db:
                     cur = db.executemany(
                         "DELETE FROM outbox WHERE id = ?", [(e.id,) for e in acked]
                     )

@@ -26,14 +26,27 @@ def open_durable(path: Path) -> sqlite3.Connection:
 
 
 @contextlib.contextmanager
-def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def transaction(db: sqlite3.Connection, *, sync: bool = True) -> Iterator[sqlite3.Connection]:
     """One write transaction: committed when the block ends, rolled back if it raises (or if
-    the commit itself fails, e.g. a full disk)."""
-    db.execute("BEGIN IMMEDIATE")
+    the commit itself fails, e.g. a full disk).
+
+    `sync=False` commits without waiting for the disk (synchronous=NORMAL for this one): a
+    power cut may undo it, a process crash may not, and the next synced commit (the log is
+    written in order) makes it durable too. For changes whose loss only repeats work, such
+    as deleting what the broker acknowledged: the disk sync is most of a small commit's cost
+    (about 100 against 30 µs of CPU, 200 against 30 µs of wall time here).
+    """
+    if not sync:
+        db.execute("PRAGMA synchronous=NORMAL")
     try:
-        yield db
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+    finally:
+        if not sync:
+            db.execute("PRAGMA synchronous=FULL")

@@ -70,6 +70,37 @@ def test_a_row_leaves_only_once_acknowledged(tmp_path: Path) -> None:
     box.close()
 
 
+def test_puts_wait_for_the_disk_and_acknowledged_deletes_do_not(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3", 10**6)
+    statements: list[str] = []
+    box._db.set_trace_callback(statements.append)
+    box.put([item(n) for n in range(3)])
+    box.done(box.take(2), end_window=False)
+    box.put([item(3)])
+    modes = [s for s in statements if s.startswith("PRAGMA synchronous")]
+    assert modes == ["PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"]
+    normal, full = statements.index(modes[0]), statements.index(modes[1])
+    between = statements[normal:full]
+    assert any(s.startswith("DELETE") for s in between) and "COMMIT" in between
+    assert not any(s.startswith("INSERT") for s in between)
+    assert box._db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL again
+    box.close()
+    assert len(Outbox(tmp_path / "o.sqlite3", 10**6)) == 2
+
+
+def test_a_failed_unsynced_transaction_leaves_the_connection_synced(tmp_path: Path) -> None:
+    from shared.sqlite import open_durable, transaction
+
+    db = open_durable(tmp_path / "d.sqlite3")
+    db.execute("CREATE TABLE t (x INTEGER)")
+    with pytest.raises(sqlite3.OperationalError), transaction(db, sync=False):
+        db.execute("INSERT INTO t VALUES (1)")
+        db.execute("INSERT INTO nowhere VALUES (1)")
+    assert db.execute("PRAGMA synchronous").fetchone() == (2,)
+    assert db.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    db.close()
+
+
 def test_when_full_the_oldest_are_dropped_and_counted_but_not_those_being_sent(
     tmp_path: Path,
 ) -> None:
