@@ -167,20 +167,43 @@ def format_classes(classes: Any, limit: int = 5) -> str:
     return ", ".join(parts)
 
 
-def map_view(latitudes: list[float], longitudes: list[float]) -> tuple[float, float, float]:
-    """(centre latitude, centre longitude, zoom) that frames every point on a web map."""
+#: The plot area a web map is framed for, in pixels (the overview map's 440 px figure less its
+#: title, legend and colour bar, in a narrow column): every point lands inside it.
+MAP_PLOT_PX: tuple[int, int] = (500, 280)
+
+
+def mercator_y(latitude: float) -> float:
+    """Web Mercator's y of a latitude (radians of the projection; the world is 2 pi high)."""
+    lat = math.radians(max(min(latitude, 85.0), -85.0))
+    return math.log(math.tan(math.pi / 4 + lat / 2))
+
+
+def map_view(
+    latitudes: list[float], longitudes: list[float], plot_px: tuple[int, int] = MAP_PLOT_PX
+) -> tuple[float, float, float]:
+    """(centre latitude, centre longitude, zoom) that frames every point on a web map whose
+    plot area is `plot_px` (width, height) pixels, with a margin of a sixth on each side."""
     if not latitudes or len(latitudes) != len(longitudes):
         raise ValueError("map_view needs as many latitudes as longitudes, at least one")
     lat_min, lat_max = min(latitudes), max(latitudes)
     lon_min, lon_max = min(longitudes), max(longitudes)
-    centre = ((lat_min + lat_max) / 2, (lon_min + lon_max) / 2)
-    # Web Mercator: zoom z shows 360 / 2**z degrees of longitude across ~ one 512 px tile.
-    lat_scale = max(math.cos(math.radians(centre[0])), 0.05)
-    extent = max(lon_max - lon_min, (lat_max - lat_min) / lat_scale)
-    if extent <= 0:
+    y_min, y_max = mercator_y(lat_min), mercator_y(lat_max)
+    # The centre is the middle in projected y, so the margins above and below are equal.
+    y_mid = (y_min + y_max) / 2
+    centre_lat = math.degrees(2 * math.atan(math.exp(y_mid)) - math.pi / 2)
+    if lat_max == lat_min:
+        centre_lat = lat_min
+    centre = (centre_lat, (lon_min + lon_max) / 2)
+    if lat_max - lat_min <= 0 and lon_max - lon_min <= 0:
         return centre[0], centre[1], 14.0
-    zoom = math.log2(360.0 / (extent * 1.6))
-    return centre[0], centre[1], float(min(max(zoom, 1.0), 16.0))
+    # At zoom z the world is 512 * 2**z pixels wide (MapLibre's 512 px tiles) and as high.
+    width, height = (2 / 3 * plot_px[0], 2 / 3 * plot_px[1])
+    zooms = []
+    if lon_max - lon_min > 0:
+        zooms.append(math.log2(width * 360.0 / (512 * (lon_max - lon_min))))
+    if y_max - y_min > 0:
+        zooms.append(math.log2(height * 2 * math.pi / (512 * (y_max - y_min))))
+    return centre[0], centre[1], float(min(max(min(zooms), 1.0), 16.0))
 
 
 def _float_or_none(value: Any) -> float | None:

@@ -53,8 +53,8 @@ class DashboardSettings(BaseSettings):
     )
     map_tiles: str | None = Field(
         None,
-        description="Map style with tiles (e.g. open-street-map: the viewer's browser loads "
-        "them from the internet); unset: a tile-free map that works offline",
+        description="Map style with tiles (e.g. open-street-map, or a MapLibre style JSON's URL; "
+        "the viewer's browser loads the tiles); unset: a tile-free map that works offline",
     )
     broker_status: bool = Field(
         False,

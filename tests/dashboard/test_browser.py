@@ -5,10 +5,15 @@ page under `$SOUNDSCAPE_TEST_ARTIFACTS` (or the test's tmp_path)."""
 
 from __future__ import annotations
 
+import http.server
+import io
+import json
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, cast
 from urllib.parse import urlsplit
 
 import psycopg
@@ -132,3 +137,73 @@ def test_every_page_draws_its_charts_in_chromium(
     for name, page in drawn.items():
         for chart in page.charts.values():
             assert chart.bytes < 1_000_000, f"{name} {chart.key}: {chart.bytes} bytes"
+
+
+class _Tiles(http.server.BaseHTTPRequestHandler):
+    """A MapLibre style naming one raster source, and its tiles (every one a green square),
+    as a tile server of the viewer's own would serve them (cross-origin: CORS allowed)."""
+
+    png: ClassVar[bytes] = b""
+    requested: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        type(self).requested.append(self.path)
+        host = f"http://127.0.0.1:{cast(tuple[str, int], self.server.server_address)[1]}"
+        if self.path == "/style.json":
+            source = {"type": "raster", "tiles": [host + "/tiles/{z}/{x}/{y}.png"], "tileSize": 256}
+            style = {
+                "version": 8,
+                "sources": {"local": source},
+                "layers": [{"id": "local", "type": "raster", "source": "local"}],
+            }
+            body, kind = json.dumps(style).encode(), "application/json"
+        elif self.path.startswith("/tiles/"):
+            body, kind = self.png, "image/png"
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_tile_map_draws_the_tiles_of_the_style_it_is_given(
+    schema_db: str, browser: Any, artefacts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (256, 256), (170, 210, 160)).save(png, "PNG")
+    _Tiles.png, _Tiles.requested = png.getvalue(), []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Tiles)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        style = f"http://127.0.0.1:{server.server_address[1]}/style.json"
+        monkeypatch.setenv("SOUNDSCAPE_DASHBOARD_MAP_TILES", style)
+        fleet = seed_fleet(schema_db, 3, minute_hours=1, hour_days=0)
+        with dashboard(schema_db, free_port()) as url:
+            drawn = draw(browser, f"{url}/?page=Overview", timeout_s=150)
+            # The tiles arrive after the chart is drawn: wait for the first, then for the map
+            # to settle, before the screenshot.
+            deadline = time.monotonic() + 60
+            while not any(p.startswith("/tiles/") for p in _Tiles.requested):
+                assert time.monotonic() < deadline, f"no tile requested: {_Tiles.requested}"
+                time.sleep(0.2)
+            browser.wait_for_timeout(1000)
+            canvases = browser.locator(".st-key-chart-map canvas").count()
+            browser.screenshot(path=str(artefacts / "overview-tiles.png"), full_page=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert drawn.errors == []
+    assert _Tiles.requested[0] == "/style.json"
+    assert canvases >= 1  # MapLibre's WebGL canvas
+    mapped = drawn.charts["map"]
+    assert mapped.points == len(fleet.devices) + 1  # the spare too, by its latitude
+    assert dict(mapped.traces).get("never seen") == 1

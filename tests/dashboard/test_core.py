@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -119,9 +120,22 @@ def test_map_view_frames_the_points() -> None:
     lat, lon, zoom = core.map_view([53.959], [-1.081])
     assert (lat, lon, zoom) == (53.959, -1.081, 14.0)
     lat, lon, zoom = core.map_view([53.9, 54.0], [-1.2, -1.0])
-    assert lat == pytest.approx(53.95)
+    assert lat == pytest.approx(53.95, abs=1e-3)
     assert lon == pytest.approx(-1.1)
     assert 8 < zoom < 11
+    # Spread north-south (as a street of sensors): every point inside the plot area, none
+    # closer to its edge than a sixth of it, and one edge reached at that margin.
+    width, height = core.MAP_PLOT_PX
+    for lats, lons in (([53.95, 53.96, 53.97], [-1.08, -1.081, -1.079]), ([0, 0.01], [5, 6])):
+        lat, lon, zoom = core.map_view(lats, lons)
+        world = 512 * 2**zoom
+        xs = [(x - lon) / 360 * world for x in lons]
+        ys = [(core.mercator_y(y) - core.mercator_y(lat)) / (2 * math.pi) * world for y in lats]
+        assert max(abs(x) for x in xs) <= width / 3 + 1e-6
+        assert max(abs(y) for y in ys) <= height / 3 + 1e-6
+        assert max(max(abs(x) for x in xs) / width, max(abs(y) for y in ys) / height) == (
+            pytest.approx(1 / 3)
+        )
     assert core.map_view([-60, 70], [-170, 170])[2] == 1.0
     with pytest.raises(ValueError):
         core.map_view([], [])
