@@ -155,7 +155,8 @@ def fleet_map(overview: pd.DataFrame, tiles: str | None = None) -> go.Figure | N
         scaleanchor="x",
         scaleratio=ratio,
     )
-    fig.update_layout(plot_bgcolor="#f4f6f4")
+    # The legend under the longitude axis's title, not across it.
+    fig.update_layout(plot_bgcolor="#f4f6f4", legend={"yanchor": "top", "y": -0.22})
     return fig
 
 

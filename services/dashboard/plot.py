@@ -88,7 +88,13 @@ def drawable(fig: go.Figure) -> bool:
 
 
 def figure_json(fig: go.Figure, config: dict[str, Any]) -> str:
-    """What the component gets: `{"figure": {data, layout}, "config": …}` as JSON."""
+    """What the component gets: `{"figure": {data, layout}, "config": …}` as JSON.
+
+    Every axis gets `automargin`: plotly.py's own template sets it, but importing Streamlit
+    makes its "streamlit" template the default, which does not, and plotly.js's default is
+    off, so long tick labels and axis titles were cut off at a 10 px margin."""
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
     body: str = fig.to_json()
     return f'{{"figure": {body}, "config": {json.dumps({"responsive": True, **config})}}}'
 

@@ -25,7 +25,8 @@ CHARTS_DRAWN: Final = """() => {
   });
 }"""
 #: Per chart: its key, and per trace its name and the non-missing values it draws (z cells of
-#: a heat map, else y, x, lat or box quartiles), and the size of its figure JSON.
+#: a heat map, else y, x, lat or box quartiles), the size of its figure JSON, and the axis
+#: labels and titles drawn outside its box.
 READ_CHARTS: Final = """() => Array.from(document.querySelectorAll('[class*="st-key-chart-"]'))
  .map(c => {
   const key = c.className.match(/st-key-chart-([\\w-]+)/)[1];
@@ -44,7 +45,17 @@ READ_CHARTS: Final = """() => Array.from(document.querySelectorAll('[class*="st-
     name: t.name,
     points: (t.z ? flat(t.z) : flat(t.q1 || t.y || t.x || t.lat)).filter(ok).length,
   }));
-  return {key, traces, bytes: JSON.stringify({data: el.data, layout: el.layout}).length};
+  // Axis tick labels and titles drawn outside the chart's own box (cut off on the page).
+  const box = el.getBoundingClientRect();
+  const clipped = Array.from(el.querySelectorAll(
+    '.xtick text, .ytick text, .g-xtitle text, .g-ytitle text'))
+   .filter(t => {
+     const r = t.getBoundingClientRect();
+     return r.width > 0 && (r.left < box.left - 1 || r.right > box.right + 1 ||
+                            r.top < box.top - 1 || r.bottom > box.bottom + 1);
+   }).map(t => t.textContent);
+  return {key, traces, clipped,
+          bytes: JSON.stringify({data: el.data, layout: el.layout}).length};
  })"""
 
 
@@ -55,6 +66,8 @@ class Chart:
     key: str
     traces: list[tuple[str, int]]
     bytes: int
+    #: Axis labels and titles that lie (partly) outside the chart's box: cut off.
+    clipped: list[str]
 
     @property
     def points(self) -> int:
@@ -118,7 +131,9 @@ def draw(page: Any, url: str, shot: Path | None = None, timeout_s: float = 60) -
         raise AssertionError(f"{url}: not drawn within {timeout_s:g} s (see {shot})") from None
     seconds = time.perf_counter() - began
     charts = {
-        c["key"]: Chart(c["key"], [(t["name"], t["points"]) for t in c["traces"]], c["bytes"])
+        c["key"]: Chart(
+            c["key"], [(t["name"], t["points"]) for t in c["traces"]], c["bytes"], c["clipped"]
+        )
         for c in page.evaluate(READ_CHARTS)
     }
     errors = page.locator('[data-testid="stException"]').all_inner_texts()

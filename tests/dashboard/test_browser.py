@@ -137,6 +137,8 @@ def test_every_page_draws_its_charts_in_chromium(
     for name, page in drawn.items():
         for chart in page.charts.values():
             assert chart.bytes < 1_000_000, f"{name} {chart.key}: {chart.bytes} bytes"
+            # Every axis label and title inside the chart: margins grow to hold them.
+            assert chart.clipped == [], f"{name} {chart.key}: cut off {chart.clipped}"
 
 
 class _Tiles(http.server.BaseHTTPRequestHandler):
@@ -207,3 +209,4 @@ def test_a_tile_map_draws_the_tiles_of_the_style_it_is_given(
     mapped = drawn.charts["map"]
     assert mapped.points == len(fleet.devices) + 1  # the spare too, by its latitude
     assert dict(mapped.traces).get("never seen") == 1
+    assert mapped.clipped == []
