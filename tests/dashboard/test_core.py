@@ -126,7 +126,11 @@ def test_map_view_frames_the_points() -> None:
     # Spread north-south (as a street of sensors): every point inside the plot area, none
     # closer to its edge than a sixth of it, and one edge reached at that margin.
     width, height = core.MAP_PLOT_PX
-    for lats, lons in (([53.95, 53.96, 53.97], [-1.08, -1.081, -1.079]), ([0, 0.01], [5, 6])):
+    cases: list[tuple[list[float], list[float]]] = [
+        ([53.95, 53.96, 53.97], [-1.08, -1.081, -1.079]),
+        ([0.0, 0.01], [5.0, 6.0]),
+    ]
+    for lats, lons in cases:
         lat, lon, zoom = core.map_view(lats, lons)
         world = 512 * 2**zoom
         xs = [(x - lon) / 360 * world for x in lons]
