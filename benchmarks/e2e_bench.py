@@ -24,7 +24,8 @@ and prints:
   and for levels whether it measured any device of another shard;
 - the machine's load average before and after.
 
-With `--write` the table goes to docs/benchmarks.md (section "End to end") and a plot of
+With `--write` the table goes to docs/benchmarks.md (between the `e2e_bench --write` marks of
+its section "End to end", the rest of the page untouched) and a plot of
 latency and CPU against sensors to docs/e2e_bench.png. The AST ONNX int8 variant runs only
 when `--ast-onnx DIR` names an exported model (`soundscape export-onnx`); otherwise the
 output says it was not run.
@@ -64,7 +65,10 @@ from shared.shard import shard_of
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
 PLOT = ROOT / "docs" / "e2e_bench.png"
-SECTION = "## End to end\n"
+#: `--write` replaces what lies between these two lines of docs/benchmarks.md (the text around
+#: them, the analysis of earlier runs, stays), or adds a section "End to end" with them.
+BEGIN = "<!-- e2e_bench --write: begin -->\n"
+END = "<!-- e2e_bench --write: end -->\n"
 TICK = os.sysconf("SC_CLK_TCK")
 STAGES = ("simulate", "broker", "inference", "levels", "ingest")
 RESULT_LEAVES = ("labels", "levels", "summary", "indices", "events", "gaps", "status")
@@ -519,12 +523,12 @@ def plot(points: list[Point], path: Path) -> None:
 
 def write_doc(text: str) -> None:
     doc = DOC.read_text()
-    if SECTION in doc:
-        head, rest = doc.split(SECTION, 1)
-        nxt = rest.find("\n## ")
-        doc = head + text + (rest[nxt:] if nxt >= 0 else "\n")
+    block = BEGIN + text.rstrip("\n") + "\n" + END
+    if BEGIN in doc and END in doc:
+        head, rest = doc.split(BEGIN, 1)
+        doc = head + block + rest.split(END, 1)[1]
     else:
-        doc = doc.rstrip("\n") + "\n\n" + text
+        doc = doc.rstrip("\n") + "\n\n## End to end\n\n" + block
     DOC.write_text(doc)
 
 
@@ -580,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         plot(points, PLOT)
         write_doc(
-            f"{SECTION}\n`.venv/bin/python -m benchmarks.e2e_bench --devices {args.devices} "
+            f"`.venv/bin/python -m benchmarks.e2e_bench --devices {args.devices} "
             f"--seconds {args.seconds:g} --configs {args.configs} --write` "
             f"({os.cpu_count()} cores; YAMNet float unless the config says otherwise; "
             f"load averages in the last column). {ast_note}\n\n{out}\n\n"
