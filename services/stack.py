@@ -167,6 +167,14 @@ def build_children(args: argparse.Namespace, demo_registry: Path | None) -> list
             "--scene-seconds", str(args.scene_seconds),
         ]  # fmt: skip
     inference = [*me, "inference"]
+    if not args.backend and not args.model and _default_model_unavailable():
+        # Said before inference starts, rather than after it failed to load the AST.
+        print(
+            "stack: the AST model cannot be loaded here (the model hub does not answer and it "
+            "is not in the local cache); falling back to YAMNet (--backend yamnet; pass "
+            "--backend or --model to choose)"
+        )
+        args.backend = "yamnet"
     if args.backend:
         inference += ["--backend", args.backend]
     if args.model:
@@ -291,6 +299,18 @@ def main(argv: list[str] | None = None) -> int:
             child.stop()
         for server in servers:
             server.stop()
+
+
+def _default_model_unavailable() -> bool:
+    """Whether inference, as its settings (the environment's) stand, would fail to load a hub
+    model (the default AST) for want of the hub and a cached copy."""
+    from services.inference.backends import hub_model_unavailable
+    from services.inference.settings import InferenceSettings
+
+    try:
+        return hub_model_unavailable(InferenceSettings())
+    except ValidationError:
+        return False  # inference itself will name the invalid setting
 
 
 def wait_online(

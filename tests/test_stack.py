@@ -51,6 +51,8 @@ def test_stack_starts_its_own_broker_and_stores_every_window(tmp_path: Path, dat
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"started mosquitto on 127.0.0.1:{port}" in done.stdout
     assert "falling back to YAMNet" in done.stdout
+    # Decided before inference starts: it never tried (and failed) to load the AST.
+    assert "inference cannot start" not in done.stdout + done.stderr
     with psycopg.connect(database) as conn:
         levels = conn.execute("SELECT count(*) FROM levels WHERE device = 'stk'").fetchone()
         labels = conn.execute(

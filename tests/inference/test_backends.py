@@ -14,7 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.inference.backends import ModelUnavailable, hub_reachable, load_classifier
+from services.inference.backends import (
+    ModelUnavailable,
+    hub_model_unavailable,
+    hub_reachable,
+    load_classifier,
+)
 from services.inference.backends.ast_onnx import OnnxAST
 from services.inference.backends.ast_torch import TransformersAST
 from services.inference.export import main as export_main
@@ -231,3 +236,25 @@ def test_the_hub_probe_goes_through_the_proxy(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("NO_PROXY")
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{free_port()}")  # a dead proxy
     assert not hub_reachable(hub, 2)
+
+
+def test_a_hub_model_is_unavailable_only_without_hub_and_cached_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `soundscape stack` asks before starting inference on its default AST."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ast = InferenceSettings(backend="transformers", model="MIT/ast-finetuned-audioset-10-10-0.4593")
+    assert hub_model_unavailable(ast)
+    assert not hub_model_unavailable(ast.model_copy(update={"backend": "yamnet"}))
+    assert not hub_model_unavailable(ast.model_copy(update={"model": str(tmp_path)}))
+    # A copy in the local cache (as the hub client leaves it) is enough.
+    repo = cache / "models--MIT--ast-finetuned-audioset-10-10-0.4593"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / "config.json").write_text("{}")
+    assert not hub_model_unavailable(ast)

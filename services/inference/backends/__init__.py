@@ -32,7 +32,7 @@ class ModelUnavailable(ConfigError):
     """The model cannot be loaded; the message names the model and the setting to fix."""
 
 
-def hub_offline(settings: InferenceSettings) -> bool:
+def hub_offline(settings: InferenceSettings, *, warn: bool = True) -> bool:
     """Whether to stay off the model hub: the `offline` setting, HF_HUB_OFFLINE, or a hub
     that does not answer within `hub_timeout` (then only the local cache is tried, at once,
     instead of minutes of retries per file ending in the same error)."""
@@ -44,12 +44,25 @@ def hub_offline(settings: InferenceSettings) -> bool:
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     if hub_reachable(endpoint, settings.hub_timeout):
         return False
-    log.warning(
-        "model hub %s does not answer: loading %r from the local cache only",
-        endpoint,
-        settings.model,
-    )
+    if warn:
+        log.warning(
+            "model hub %s does not answer: loading %r from the local cache only",
+            endpoint,
+            settings.model,
+        )
     return True
+
+
+def hub_model_unavailable(settings: InferenceSettings) -> bool:
+    """Whether the settings' model is a hub model (transformers backend, not a local folder)
+    that cannot be had: the hub is off or does not answer, and the local cache lacks it."""
+    if settings.backend != "transformers" or Path(settings.model).exists():
+        return False
+    if not hub_offline(settings, warn=False):
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    return not isinstance(try_to_load_from_cache(settings.model, "config.json"), str)
 
 
 def hub_reachable(endpoint: str, timeout: float) -> bool:
