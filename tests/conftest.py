@@ -129,9 +129,10 @@ def fail_on_log_exception(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Levels' and inference's durable state (result outboxes) in this test's own folder,
+    """Levels', inference's and capture's durable state (outboxes) in this test's own folder,
     never the home folder; child processes started with `os.environ` inherit it."""
     folder = tmp_path / "state"
     monkeypatch.setenv("SOUNDSCAPE_LEVELS_STATE_DIR", str(folder))
     monkeypatch.setenv("SOUNDSCAPE_INFERENCE_STATE_DIR", str(folder))
+    monkeypatch.setenv("SOUNDSCAPE_CAPTURE_STATE_DIR", str(folder))
     return folder

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import logging
 import math
+import sqlite3
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from pydantic import ValidationError
 
 from shared.errors import ConfigError
 from shared.mqtt import MqttBus
+from shared.outbox import Outbox, outbox_path
 from shared.runtime import serve, setup_logging
 from shared.settings import MqttSettings
 
@@ -94,15 +96,32 @@ def make_source(settings: CaptureSettings, health: Health, replay: Replay | None
     return FileSource(replay.recordings, settings.fast, health, counters)
 
 
-def make_bus(settings: CaptureSettings, mqtt: MqttSettings) -> MqttBus:
-    """A bus whose outbox holds `outbox_seconds` of audio (at least one chunk); a replay's
-    never overflows (it waits above REPLAY_OUTBOX_HIGH, and one read adds at most a second)."""
+def make_bus(
+    settings: CaptureSettings, mqtt: MqttSettings, outbox: Outbox | None = None
+) -> MqttBus:
+    """A bus whose memory outbox holds `outbox_seconds` of audio (at least one chunk); a
+    replay's never overflows (it waits above REPLAY_OUTBOX_HIGH, and one read adds at most a
+    second). With `outbox`, the QoS 1 gap reports wait on disk there instead (audio is QoS 0
+    and never goes to disk; statuses are retained and stay in memory)."""
     chunks = max(1, math.ceil(settings.outbox_seconds / settings.chunk_seconds - 1e-9))
     if settings.source == "file":
         chunks = max(chunks, REPLAY_OUTBOX_HIGH + math.ceil(1 / settings.chunk_seconds) + 2)
     return MqttBus(
-        mqtt, node=settings.device_id, service="capture", outbox_size=chunks + STATUS_ROOM
+        mqtt,
+        node=settings.device_id,
+        service="capture",
+        outbox_size=chunks + STATUS_ROOM,
+        durable_outbox=outbox,
     )
+
+
+def open_outbox(settings: CaptureSettings) -> Outbox:
+    """This device's durable outbox of gap reports (those a previous run left are sent first)."""
+    path = outbox_path(settings.state_dir, settings.device_id)
+    outbox = Outbox(path, int(settings.outbox_megabytes * 1e6))
+    if len(outbox):
+        log.info("capture: %d gap report(s) from a previous run wait in %s", len(outbox), path)
+    return outbox
 
 
 async def capture(
@@ -150,9 +169,14 @@ async def capture(
         delivered.set()
 
 
-async def run(settings: CaptureSettings, mqtt: MqttSettings, replay: Replay | None = None) -> int:
+async def run(
+    settings: CaptureSettings,
+    mqtt: MqttSettings,
+    replay: Replay | None = None,
+    outbox: Outbox | None = None,
+) -> int:
     """The capture service until a signal, or the end of a replay; the exit status."""
-    bus = make_bus(settings, mqtt)
+    bus = make_bus(settings, mqtt, outbox)
     source = make_source(settings, bus.set_health, replay)
     delivered = asyncio.Event()
     await serve(bus, capture(settings, bus, source, delivered))
@@ -243,4 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValidationError) as exc:
         print(f"capture: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(run(settings, mqtt, replay))
+    try:
+        outbox = open_outbox(settings)
+    except (OSError, sqlite3.Error) as exc:
+        log.error("cannot open the gap-report outbox in %s: %s", settings.state_dir, exc)
+        return 2
+    try:
+        return asyncio.run(run(settings, mqtt, replay, outbox))
+    finally:
+        outbox.close()

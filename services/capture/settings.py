@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.messages.audio import MAX_PCM_BYTES
 from shared.messages.base import DeviceId
+from shared.outbox import outbox_megabytes_field
 
 from .core import WIDTH, chunk_frames
 
@@ -93,6 +94,12 @@ class CaptureSettings(BaseSettings):
         description="Audio held in memory while the broker is unreachable, seconds "
         "(the oldest is dropped beyond, counted as outbox_dropped)",
     )
+    state_dir: Path = Field(
+        Path("~/.local/state/soundscape"),
+        description="Folder for capture's durable outbox of gap reports "
+        "(`<device_id>-outbox.sqlite3`); never audio",
+    )
+    outbox_megabytes: float = outbox_megabytes_field()
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -6,11 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from services.capture.app import make_bus, open_outbox
 from services.capture.core import CapturePipeline, LiveBlock, SourceStopped
 from services.capture.settings import CaptureSettings
-from shared.messages import GapReport
+from shared.messages import AudioChunk, GapReport
 from shared.settings import MqttSettings
 from tests.capture.helpers import capturing, fake_arecord, listening
+from tests.support.bus import running
+from tests.support.servers import free_port
 
 RATE = 16000
 WALL = 1_764_399_960.0
@@ -81,3 +84,36 @@ async def test_a_hung_arecord_is_published_as_a_capture_stall_gap(
     assert gap.start == pytest.approx(before.end, abs=0.3)
     assert gap.end == pytest.approx(after.start, abs=1e-6)
     assert gap.count == pytest.approx((gap.end - gap.start) * RATE, abs=2)
+
+
+@pytest.mark.integration
+async def test_a_gap_report_outlives_a_restart_while_the_broker_is_away(
+    mqtt_settings: MqttSettings, tmp_path: Path
+) -> None:
+    """Gap reports wait on disk (audio never does): one published while no broker answers,
+    by a capture that then stops, is sent by the next start, once."""
+    settings = CaptureSettings(device_id="yor", state_dir=tmp_path / "state")
+    away = mqtt_settings.model_copy(update={"port": free_port()})  # nothing listens there
+    gap = GapReport(
+        device="yor", start=1.77e9, end=1.77e9 + 2, cause="capture_restart", node="yor",
+        count=32000,
+    )  # fmt: skip
+    pcm = bytes(range(256)) * 32
+    outbox = open_outbox(settings)
+    bus = make_bus(settings, away, outbox)
+    bus.publish(gap)
+    bus.publish(AudioChunk(device="yor", seq=0, start=1.77e9, rate=RATE, pcm=pcm))
+    assert len(outbox) == 1 and bus.pending == 2  # the report on disk, the audio in memory
+    outbox.close()  # stopped before any broker answered: the audio is gone, the report not
+    files = list((tmp_path / "state").iterdir())
+    assert files and not any(pcm[:64] in f.read_bytes() for f in files)
+
+    again = open_outbox(settings)
+    assert len(again) == 1
+    restarted = make_bus(settings, mqtt_settings, again)
+    async with listening(mqtt_settings, "yor") as got, running(restarted):
+        await got.wait(lambda g: g.gaps)
+        assert await restarted.drained(10)  # acknowledged: gone from the disk
+    assert got.gaps == [gap] and got.chunks == []
+    assert len(again) == 0
+    again.close()
