@@ -23,6 +23,7 @@ why a node id must be unique per process. Thread-safe (one lock around every use
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from typing import Any
 from pydantic import Field
 
 from shared.sqlite import open_durable, transaction
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -48,6 +51,17 @@ CREATE TABLE IF NOT EXISTS outbox (
 def outbox_path(state_dir: Path, node: str) -> Path:
     """`state_dir/<node>-outbox.sqlite3` (the folder's `~` expanded)."""
     return state_dir.expanduser() / f"{node}-outbox.sqlite3"
+
+
+def open_outbox(state_dir: Path, node: str, megabytes: float, service: str) -> Outbox:
+    """The durable outbox of `node` (`outbox_path`), bounded to `megabytes`; says how many
+    messages a previous run left in it (they are sent first). Raises OSError or
+    sqlite3.Error when the file cannot be opened."""
+    path = outbox_path(state_dir, node)
+    outbox = Outbox(path, int(megabytes * 1e6))
+    if len(outbox):
+        log.info("%s: %d messages from a previous run wait in %s", service, len(outbox), path)
+    return outbox
 
 
 def outbox_megabytes_field() -> Any:

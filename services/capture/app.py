@@ -28,7 +28,8 @@ from pydantic import ValidationError
 
 from shared.errors import ConfigError
 from shared.mqtt import MqttBus
-from shared.outbox import Outbox, outbox_path
+from shared.outbox import Outbox
+from shared.outbox import open_outbox as open_node_outbox
 from shared.runtime import serve, setup_logging
 from shared.settings import MqttSettings
 
@@ -117,11 +118,9 @@ def make_bus(
 
 def open_outbox(settings: CaptureSettings) -> Outbox:
     """This device's durable outbox of gap reports (those a previous run left are sent first)."""
-    path = outbox_path(settings.state_dir, settings.device_id)
-    outbox = Outbox(path, int(settings.outbox_megabytes * 1e6))
-    if len(outbox):
-        log.info("capture: %d gap report(s) from a previous run wait in %s", len(outbox), path)
-    return outbox
+    return open_node_outbox(
+        settings.state_dir, settings.device_id, settings.outbox_megabytes, "capture"
+    )
 
 
 async def capture(

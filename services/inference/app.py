@@ -24,7 +24,7 @@ from services.inference.service import wire
 from services.inference.settings import InferenceSettings
 from shared.contracts import Classifier
 from shared.errors import ConfigError
-from shared.outbox import Outbox, outbox_path
+from shared.outbox import Outbox, open_outbox, outbox_path
 from shared.runtime import serve, setup_logging
 from shared.settings import MqttSettings
 
@@ -200,14 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("inference cannot start: %s", exc)
         return EXIT_CONFIG
-    path = outbox_path(settings.state_dir, settings.node_id)
     try:
-        outbox = Outbox(path, int(settings.outbox_megabytes * 1e6))
+        outbox = open_outbox(
+            settings.state_dir, settings.node_id, settings.outbox_megabytes, "inference"
+        )
     except (OSError, sqlite3.Error) as exc:
+        path = outbox_path(settings.state_dir, settings.node_id)
         log.error("inference cannot open the result outbox %s: %s", path, exc)
         return EXIT_CONFIG
-    if len(outbox):
-        log.info("inference: %d results from a previous run wait in %s", len(outbox), path)
     try:
         asyncio.run(run(settings, mqtt, classifier, outbox))
     finally:

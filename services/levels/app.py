@@ -45,7 +45,7 @@ from shared.errors import ConfigError, MessageError
 from shared.messages import AudioChunk, LabelsResult, Message
 from shared.metrics import ServiceMetrics
 from shared.mqtt import Incoming, MqttBus, Subscription
-from shared.outbox import Outbox, outbox_path
+from shared.outbox import Outbox, open_outbox
 from shared.runtime import serve, setup_logging
 from shared.settings import MqttSettings, RegistrySettings
 from shared.streamstore import PositionSaver, open_store
@@ -344,15 +344,6 @@ async def run(
     await LevelsService(settings, mqtt, registry, outbox).run()
 
 
-def open_outbox(settings: LevelsSettings) -> Outbox:
-    """The durable result outbox of this node (results a previous run left are sent first)."""
-    path = outbox_path(settings.state_dir, settings.node_id)
-    outbox = Outbox(path, int(settings.outbox_megabytes * 1e6))
-    if len(outbox):
-        log.info("levels: %d results from a previous run wait in %s", len(outbox), path)
-    return outbox
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `soundscape levels`."""
     parser = argparse.ArgumentParser(
@@ -392,7 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     if not keep_freed_memory():
         log.info("levels: this C library keeps no freed memory for reuse; measuring is slower")
     try:
-        outbox = open_outbox(settings)
+        outbox = open_outbox(
+            settings.state_dir, settings.node_id, settings.outbox_megabytes, "levels"
+        )
     except (OSError, sqlite3.Error) as exc:
         log.error("cannot open the result outbox in %s: %s", settings.state_dir, exc)
         return 2
