@@ -18,6 +18,7 @@ from shared.mqtt import MqttBus
 from shared.settings import MqttSettings
 from shared.shard import shard_of
 from tests.levels.test_service import Reader, running
+from tests.test_publishing import wait_until
 
 pytestmark = pytest.mark.integration
 T0 = 1_764_399_960.0
@@ -75,6 +76,14 @@ async def test_two_shards_measure_every_device_exactly_once(mqtt_settings: MqttS
                 )
         await reader.wait_for(
             lambda: len(reader.of(LevelsResult)) >= len(DEVICES) * SECONDS, within=20
+        )
+        # Each shard's last skips of the other's chunks may come after every result is out.
+        await wait_until(
+            "every chunk counted by both shards",
+            lambda: all(
+                svc.stats["chunks"] + svc.stats["other_shards"] == len(DEVICES) * SECONDS
+                for svc in (first, second)
+            ),
         )
     measured = Counter((lv.device, lv.seq) for lv in reader.of(LevelsResult))
     assert measured == Counter({(d, s): 1 for d in DEVICES for s in range(SECONDS)})
